@@ -1,0 +1,1 @@
+fn main() { std::process::exit(vod_signer::cli::main()) }
