@@ -1,1 +1,3 @@
-fn main() { std::process::exit(vod_signer::cli::main()) }
+fn main() {
+    std::process::exit(vod_signer::cli::main())
+}

@@ -31,7 +31,10 @@ fn assert_params_match(v: &Vector, p: &SignedParams) {
             "taskPriority" => p.upload.task_priority.map(|x| x.get()).into(),
             "taskNotifyMode" => p.upload.task_notify_mode.map(|x| x.as_str()).into(),
             "oneTimeValid" => p.upload.one_time_valid.map(u8::from).into(),
-            other => panic!("{}: vector has an argument the test does not know: {other}", v.name),
+            other => panic!(
+                "{}: vector has an argument the test does not know: {other}",
+                v.name
+            ),
         };
         assert_eq!(&actual, expected, "{} ({}): {name}", v.name, v.producer);
     }
@@ -52,7 +55,10 @@ fn every_vector_verifies_as_expected() {
                     assert_params_match(v, p);
                 }
             }
-            (expected, Ok(_)) => panic!("{} ({}): expected {expected}, got VALID", v.name, v.producer),
+            (expected, Ok(_)) => panic!(
+                "{} ({}): expected {expected}, got VALID",
+                v.name, v.producer
+            ),
         }
     }
 }
@@ -76,13 +82,26 @@ fn required_only_vectors_are_reproduced_byte_for_byte() {
     for v in required_only {
         let ring = ring_for(v);
         let validity = (v.int_arg("expireTime") - v.int_arg("currentTimeStamp")) as u64;
-        let request =
-            SignRequest::new(Validity::from_secs(validity).unwrap(), UploadParams::default()).unwrap();
+        let request = SignRequest::new(
+            Validity::from_secs(validity).unwrap(),
+            UploadParams::default(),
+        )
+        .unwrap();
         let issued = ring
             .active()
-            .sign(&request, v.int_arg("currentTimeStamp"), Random(v.int_arg("random") as u32))
+            .sign(
+                &request,
+                v.int_arg("currentTimeStamp"),
+                Random(v.int_arg("random") as u32),
+            )
             .unwrap();
-        assert_eq!(issued.signature.as_str(), v.signature, "{} ({})", v.name, v.producer);
+        assert_eq!(
+            issued.signature.as_str(),
+            v.signature,
+            "{} ({})",
+            v.name,
+            v.producer
+        );
     }
 }
 
@@ -91,7 +110,9 @@ fn vectors_are_rejected_outside_their_window_and_with_another_key() {
     for v in vectors::load().iter().filter(|v| v.expect == "VALID") {
         let ring = ring_for(v);
         let opts = VerifyOptions::default();
-        let expired = ring.verify(&v.signature, v.int_arg("expireTime"), opts).unwrap_err();
+        let expired = ring
+            .verify(&v.signature, v.int_arg("expireTime"), opts)
+            .unwrap_err();
         assert_eq!(expired.failure, VerifyFailure::Expired, "{}", v.name);
         let early = v.int_arg("currentTimeStamp") - i64::from(opts.clock_skew_seconds) - 1;
         let future = ring.verify(&v.signature, early, opts).unwrap_err();

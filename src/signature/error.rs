@@ -207,7 +207,11 @@ impl VerifyError {
         }
     }
 
-    pub(crate) fn with_params(failure: VerifyFailure, detail: String, params: SignedParams) -> Self {
+    pub(crate) fn with_params(
+        failure: VerifyFailure,
+        detail: String,
+        params: SignedParams,
+    ) -> Self {
         VerifyError {
             failure,
             detail,

@@ -33,10 +33,10 @@ mod verify;
 pub use error::{ParamError, ParamName, VerifyError, VerifyFailure};
 pub use key_ring::{KeyRing, KeyRingError, SigningKey};
 pub use params::{
-    MAX_PROCEDURE_CHARS, MAX_SECRET_ID_CHARS, MAX_SESSION_CONTEXT_CHARS,
-    MAX_SOURCE_CONTEXT_CHARS, MAX_STORAGE_REGION_CHARS, MAX_VALIDITY_SECONDS, Procedure, Random,
-    SecretId, SessionContext, SignRequest, SignedParams, SourceContext, StorageRegion,
-    TASK_PRIORITY_RANGE, TaskNotifyMode, TaskPriority, UploadParams, Validity,
+    MAX_PROCEDURE_CHARS, MAX_SECRET_ID_CHARS, MAX_SESSION_CONTEXT_CHARS, MAX_SOURCE_CONTEXT_CHARS,
+    MAX_STORAGE_REGION_CHARS, MAX_VALIDITY_SECONDS, Procedure, Random, SecretId, SessionContext,
+    SignRequest, SignedParams, SourceContext, StorageRegion, TASK_PRIORITY_RANGE, TaskNotifyMode,
+    TaskPriority, UploadParams, Validity,
 };
 pub use random::UniqueRandom;
 pub use secret::{SecretKey, SecretKeyError};

@@ -274,7 +274,10 @@ pub struct UploadParams {
 impl UploadParams {
     /// Rules between fields that a signer must respect.
     pub fn check_for_signing(&self) -> Result<(), ParamError> {
-        let has_procedure = self.procedure.as_ref().is_some_and(|p| !p.as_str().is_empty());
+        let has_procedure = self
+            .procedure
+            .as_ref()
+            .is_some_and(|p| !p.as_str().is_empty());
         if !has_procedure {
             if self.task_priority.is_some() {
                 return Err(ParamError::RequiresProcedure {

@@ -111,9 +111,8 @@ impl SigningKey {
         // Layout: [20-byte MAC][original]. The MAC slot is filled after `original` is written,
         // so the bytes MACed are exactly the bytes embedded, and base64 runs over one buffer.
         let params = request.params();
-        let mut raw = Vec::with_capacity(
-            MAC_LEN + encode::estimated_len(self.encoded_secret_id(), params),
-        );
+        let mut raw =
+            Vec::with_capacity(MAC_LEN + encode::estimated_len(self.encoded_secret_id(), params));
         raw.resize(MAC_LEN, 0);
         encode::push_required(
             &mut raw,

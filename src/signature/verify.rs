@@ -13,8 +13,8 @@ use hmac::Mac;
 use super::error::{ParamError, ParamName, VerifyError, VerifyFailure, clip};
 use super::key_ring::{KeyRing, SigningKey};
 use super::params::{
-    MAX_VALIDITY_SECONDS, Procedure, Random, SecretId, SessionContext, SignedParams,
-    SourceContext, StorageRegion, TaskNotifyMode, TaskPriority, UploadParams,
+    MAX_VALIDITY_SECONDS, Procedure, Random, SecretId, SessionContext, SignedParams, SourceContext,
+    StorageRegion, TaskNotifyMode, TaskPriority, UploadParams,
 };
 use super::query;
 
@@ -74,7 +74,10 @@ impl KeyRing {
             ));
         }
         let raw = STANDARD.decode(signature).map_err(|e| {
-            VerifyError::new(Malformed, format!("the signature is not standard base64: {e}"))
+            VerifyError::new(
+                Malformed,
+                format!("the signature is not standard base64: {e}"),
+            )
         })?;
         if raw.len() < MAC_LEN {
             return Err(VerifyError::new(
@@ -88,8 +91,8 @@ impl KeyRing {
         let (tag, original_bytes) = raw.split_at(MAC_LEN);
         let original = std::str::from_utf8(original_bytes)
             .map_err(|_| VerifyError::new(Malformed, "the plaintext is not valid UTF-8"))?;
-        let pairs = query::parse(original)
-            .map_err(|e| VerifyError::new(Malformed, e.describe()))?;
+        let pairs =
+            query::parse(original).map_err(|e| VerifyError::new(Malformed, e.describe()))?;
 
         let secret_id = pairs
             .iter()
@@ -252,29 +255,38 @@ pub(crate) fn decode_params(
             ParamName::ClassId => {
                 optional_int(&mut seen_class_id, &mut upload.class_id, param, value)?
             }
-            ParamName::VodSubAppId => {
-                optional_int(&mut seen_sub_app_id, &mut upload.vod_sub_app_id, param, value)?
-            }
-            ParamName::Procedure => {
-                set_once(&mut upload.procedure, param, Procedure::new(value)?)?
-            }
+            ParamName::VodSubAppId => optional_int(
+                &mut seen_sub_app_id,
+                &mut upload.vod_sub_app_id,
+                param,
+                value,
+            )?,
+            ParamName::Procedure => set_once(&mut upload.procedure, param, Procedure::new(value)?)?,
             ParamName::TaskPriority => set_once(
                 &mut upload.task_priority,
                 param,
                 TaskPriority::new(parse_int(param, value, -10, 10)? as i64)?,
             )?,
-            ParamName::TaskNotifyMode => {
-                set_once(&mut upload.task_notify_mode, param, value.parse::<TaskNotifyMode>()?)?
-            }
-            ParamName::SourceContext => {
-                set_once(&mut upload.source_context, param, SourceContext::new(value)?)?
-            }
-            ParamName::SessionContext => {
-                set_once(&mut upload.session_context, param, SessionContext::new(value)?)?
-            }
-            ParamName::StorageRegion => {
-                set_once(&mut upload.storage_region, param, StorageRegion::new(value)?)?
-            }
+            ParamName::TaskNotifyMode => set_once(
+                &mut upload.task_notify_mode,
+                param,
+                value.parse::<TaskNotifyMode>()?,
+            )?,
+            ParamName::SourceContext => set_once(
+                &mut upload.source_context,
+                param,
+                SourceContext::new(value)?,
+            )?,
+            ParamName::SessionContext => set_once(
+                &mut upload.session_context,
+                param,
+                SessionContext::new(value)?,
+            )?,
+            ParamName::StorageRegion => set_once(
+                &mut upload.storage_region,
+                param,
+                StorageRegion::new(value)?,
+            )?,
             ParamName::OneTimeValid => {
                 let flag = match value {
                     "0" => false,
@@ -296,7 +308,8 @@ pub(crate) fn decode_params(
     let missing = |name| ParamError::Missing { name };
     Ok(SignedParams {
         secret_id: secret_id.ok_or_else(|| missing(ParamName::SecretId))?,
-        current_time_stamp: current_time_stamp.ok_or_else(|| missing(ParamName::CurrentTimeStamp))?,
+        current_time_stamp: current_time_stamp
+            .ok_or_else(|| missing(ParamName::CurrentTimeStamp))?,
         expire_time: expire_time.ok_or_else(|| missing(ParamName::ExpireTime))?,
         random: random.ok_or_else(|| missing(ParamName::Random))?,
         upload,
