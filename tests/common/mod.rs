@@ -1,2 +1,3 @@
 #![allow(dead_code)]
+pub mod params;
 pub mod vectors;
