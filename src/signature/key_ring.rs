@@ -12,6 +12,11 @@ use super::secret::SecretKey;
 
 pub(crate) type HmacSha1 = Hmac<Sha1>;
 
+// The keyed HMAC state is two `Sha1Core`s (inner and outer) inside `HmacCore`; with the
+// `zeroize` feature of `sha1` each wipes itself on drop. Fail the build if that stops holding.
+fn assert_wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+const _: fn() = assert_wiped_on_drop::<sha1::block_api::Sha1Core>;
+
 /// One API key, ready to sign: the HMAC state is keyed once here, so each signature only
 /// clones it (a few dozen bytes) instead of hashing the key again. The keyed state is as
 /// sensitive as the key; the `zeroize` feature of `hmac`/`sha1` wipes it on drop.
