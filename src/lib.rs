@@ -2,6 +2,13 @@
 //!
 //! - [`signature`]: the pure signing core (no I/O).
 //! - [`cli`]: the `vod-signer` command line.
+//! - [`server`]: the gRPC service, assembled from [`config`], [`policy`], [`service`] and the
+//!   generated [`proto`] code.
 
 pub mod cli;
+pub mod config;
+pub mod policy;
+pub mod proto;
+pub mod server;
+pub mod service;
 pub mod signature;

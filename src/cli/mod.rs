@@ -2,6 +2,7 @@
 //! arguments and maps outcomes to exit codes (0 ok, 1 a negative answer, 2 usage or setup error).
 
 mod secret_source;
+mod serve;
 mod sign;
 mod verify;
 
@@ -23,6 +24,8 @@ pub enum Command {
     Sign(sign::SignArgs),
     /// Verify a signature locally; prints one JSON object (exit 0 valid, 1 invalid).
     Verify(verify::VerifyArgs),
+    /// Run the gRPC service (UploadSigner, health, reflection) until SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
 }
 
 /// Exit codes shared by every subcommand.
@@ -49,6 +52,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

@@ -1,0 +1,41 @@
+//! The built-in development configuration. Everything here is published in the source code,
+//! hence not secret: it exists so `vod-signer serve --dev` works on a fresh clone.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{Config, DEFAULT_LISTEN};
+use crate::policy::{Caller, Callers, Policy, TokenHash};
+use crate::signature::{DEFAULT_CLOCK_SKEW_SECONDS, KeyRing, SecretId, SecretKey, SigningKey};
+
+/// The development key's `secretId`. VOD knows no such key, so its signatures cannot upload.
+pub const DEV_SECRET_ID: &str = "AKIDdevelopmentONLYvodSignerNotReal";
+/// The development SecretKey: published, never a real key.
+pub const DEV_SECRET_KEY: &str = "development-only-published-not-a-secret";
+/// The development caller.
+pub const DEV_CALLER: &str = "dev";
+/// The development caller's bearer token: published, printed at start-up.
+pub const DEV_TOKEN: &str = "dev-token-published-not-a-secret";
+
+pub(super) fn config() -> Config {
+    let key = SigningKey::new(
+        SecretId::new(DEV_SECRET_ID).expect("the development secretId is valid"),
+        &SecretKey::from_string(DEV_SECRET_KEY.to_owned())
+            .expect("the development key is not empty"),
+    );
+    let caller = Caller::new(
+        DEV_CALLER,
+        TokenHash::of(DEV_TOKEN.as_bytes()),
+        Policy::default(),
+    );
+    Config {
+        listen: DEFAULT_LISTEN
+            .parse::<SocketAddr>()
+            .expect("the default listen address parses"),
+        clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
+        shutdown_grace: Duration::from_secs(u64::from(super::DEFAULT_SHUTDOWN_GRACE_SECONDS)),
+        keys: KeyRing::single(key),
+        callers: Callers::new(vec![caller]).expect("one caller cannot collide"),
+        development: true,
+    }
+}

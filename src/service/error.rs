@@ -1,0 +1,109 @@
+//! The service's errors and the one table that turns them into gRPC statuses.
+
+use std::borrow::Cow;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::policy::{AuthError, Denied};
+
+/// `google.rpc.ErrorInfo.domain` of this service's errors.
+pub const ERROR_DOMAIN: &str = "vod.signer.v1";
+
+/// One invalid request field, named by its proto field path (`params.source_context`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: Cow<'static, str>,
+    pub description: String,
+}
+
+impl Violation {
+    pub fn new(field: &'static str, description: impl Into<String>) -> Self {
+        Violation {
+            field: Cow::Borrowed(field),
+            description: description.into(),
+        }
+    }
+
+    /// The same violation inside an enclosing message (`request.` for the batch call).
+    pub fn nested_in(self, prefix: &str) -> Self {
+        Violation {
+            field: Cow::Owned(format!("{prefix}{}", self.field)),
+            description: self.description,
+        }
+    }
+}
+
+/// Why a call failed. A signature that does not verify is not an error: it is an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Unauthenticated(AuthError),
+    #[error("{}", describe(.0))]
+    InvalidArgument(Vec<Violation>),
+    #[error("{0}")]
+    PermissionDenied(Denied),
+    /// A fault of this server (e.g. a clock before 1970), not of the request.
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn describe(violations: &[Violation]) -> String {
+    let mut message = String::from("invalid request: ");
+    for (i, v) in violations.iter().enumerate() {
+        if i > 0 {
+            message.push_str("; ");
+        }
+        message.push_str(&v.field);
+        message.push_str(": ");
+        message.push_str(&v.description);
+    }
+    message
+}
+
+impl From<AuthError> for ServiceError {
+    fn from(e: AuthError) -> Self {
+        ServiceError::Unauthenticated(e)
+    }
+}
+
+impl From<Denied> for ServiceError {
+    fn from(e: Denied) -> Self {
+        ServiceError::PermissionDenied(e)
+    }
+}
+
+impl From<ServiceError> for Status {
+    /// The only place a service error becomes a status code.
+    fn from(error: ServiceError) -> Status {
+        let message = error.to_string();
+        match error {
+            ServiceError::Unauthenticated(_) => Status::unauthenticated(message),
+            ServiceError::InvalidArgument(violations) => {
+                let violations: Vec<FieldViolation> = violations
+                    .into_iter()
+                    .map(|v| FieldViolation::new(v.field, v.description))
+                    .collect();
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    message,
+                    ErrorDetails::with_bad_request(violations),
+                )
+            }
+            ServiceError::PermissionDenied(denied) => Status::with_error_details(
+                Code::PermissionDenied,
+                message,
+                // The rule is also machine-readable, for callers that branch on it.
+                ErrorDetails::with_error_info(
+                    denied.rule.as_str().to_ascii_uppercase(),
+                    ERROR_DOMAIN,
+                    [
+                        ("rule".to_owned(), denied.rule.as_str().to_owned()),
+                        ("caller".to_owned(), denied.caller.to_string()),
+                    ],
+                ),
+            ),
+            ServiceError::Internal(_) => Status::internal(message),
+        }
+    }
+}

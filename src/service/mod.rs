@@ -1,0 +1,302 @@
+//! The `vod.signer.v1.UploadSigner` gRPC service: a thin adapter over the signing core.
+//!
+//! A call is authenticated ([`crate::policy::Callers`]), its fields are converted into core
+//! types ([`convert`]), the caller's policy is applied, and the core signs or verifies. Every
+//! failure is a [`ServiceError`], mapped to a status in one table (`impl From<ServiceError> for
+//! Status`).
+
+mod convert;
+mod error;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+pub use convert::MAX_USER_ID_CHARS;
+pub use error::{ERROR_DOMAIN, ServiceError, Violation};
+
+use crate::config::Config;
+use crate::policy::{Caller, Callers};
+use crate::proto::v1 as pb;
+use crate::proto::v1::upload_signer_server::UploadSigner;
+use crate::signature::{IssuedSignature, KeyRing, SignRequest, UniqueRandom, VerifyOptions};
+
+/// Most signatures one `IssueSignatureBatch` call may ask for.
+pub const MAX_BATCH: u32 = 100;
+
+/// Where the service reads the time. Production uses the system clock; tests pin it to verify
+/// signatures dated in the past (the shared vectors) or to move past an expiry.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    /// Unix seconds, set by whoever holds the other handle.
+    Manual(Arc<AtomicI64>),
+}
+
+impl Clock {
+    pub fn manual(now: i64) -> Clock {
+        Clock::Manual(Arc::new(AtomicI64::new(now)))
+    }
+
+    pub fn now(&self) -> i64 {
+        match self {
+            Clock::System => crate::cli::unix_now(),
+            Clock::Manual(now) => now.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Moves a manual clock; does nothing to the system clock.
+    pub fn set(&self, now: i64) {
+        if let Clock::Manual(t) = self {
+            t.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Holds `IssueSignature` calls until released, so a test can keep a call in flight (to check
+/// graceful shutdown and deadlines) without timing tricks. Only reachable through
+/// [`crate::server::serve_with`]; the public `serve` never installs one.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct IssueGate {
+    arrived: Semaphore,
+    released: Semaphore,
+}
+
+impl IssueGate {
+    pub fn new() -> Arc<IssueGate> {
+        Arc::new(IssueGate {
+            arrived: Semaphore::new(0),
+            released: Semaphore::new(0),
+        })
+    }
+
+    /// Waits until a call has reached the gate.
+    pub async fn wait_for_arrival(&self) {
+        self.arrived
+            .acquire()
+            .await
+            .expect("the gate's semaphores are never closed")
+            .forget();
+    }
+
+    /// Lets `n` held (or future) calls through.
+    pub fn release(&self, n: usize) {
+        self.released.add_permits(n);
+    }
+
+    async fn pass(&self) {
+        self.arrived.add_permits(1);
+        self.released
+            .acquire()
+            .await
+            .expect("the gate's semaphores are never closed")
+            .forget();
+    }
+}
+
+/// What a call needs to know, swapped as a whole if the configuration is reloaded, so a call
+/// never sees the keys of one configuration with the callers of another.
+#[derive(Debug)]
+pub struct Shared {
+    pub keys: KeyRing,
+    pub callers: Callers,
+    pub verify_options: VerifyOptions,
+}
+
+impl Shared {
+    pub fn from_config(config: &Config) -> Shared {
+        Shared {
+            keys: config.keys.clone(),
+            callers: config.callers.clone(),
+            verify_options: VerifyOptions {
+                clock_skew_seconds: config.clock_skew_seconds,
+            },
+        }
+    }
+}
+
+/// The `UploadSigner` implementation.
+#[derive(Debug)]
+pub struct SignerService {
+    shared: Arc<ArcSwap<Shared>>,
+    // One sequence for the whole process: one-time signatures must never repeat `random`.
+    random: UniqueRandom,
+    clock: Clock,
+    issue_gate: Option<Arc<IssueGate>>,
+}
+
+impl SignerService {
+    pub fn new(
+        shared: Arc<ArcSwap<Shared>>,
+        clock: Clock,
+        issue_gate: Option<Arc<IssueGate>>,
+    ) -> Self {
+        SignerService {
+            shared,
+            random: UniqueRandom::from_os_entropy(),
+            clock,
+            issue_gate,
+        }
+    }
+
+    fn caller<'a>(
+        callers: &'a Callers,
+        metadata: &MetadataMap,
+    ) -> Result<&'a Arc<Caller>, ServiceError> {
+        let authorization = metadata.get("authorization").map(|v| v.as_bytes());
+        Ok(callers.authenticate(authorization)?)
+    }
+
+    /// Everything before signing, in this order: who is calling, may they issue at all, are
+    /// the arguments valid, does their policy allow them. An unknown caller learns nothing
+    /// about its arguments.
+    fn prepare_issue<'a>(
+        &self,
+        shared: &'a Shared,
+        metadata: &MetadataMap,
+        message: Option<pb::IssueSignatureRequest>,
+        batch_count: Option<u32>,
+    ) -> Result<(&'a Caller, String, SignRequest), ServiceError> {
+        let caller = Self::caller(&shared.callers, metadata)?;
+        caller.check_can_issue()?;
+        let mut violations = Vec::new();
+        if let Some(count) = batch_count
+            && !(1..=MAX_BATCH).contains(&count)
+        {
+            violations.push(Violation::new(
+                "count",
+                format!("must be between 1 and {MAX_BATCH}, got {count}"),
+            ));
+        }
+        let input = match convert::issue_input(message.unwrap_or_default()) {
+            Ok(input) if violations.is_empty() => input,
+            Ok(_) => return Err(ServiceError::InvalidArgument(violations)),
+            Err(ServiceError::InvalidArgument(fields)) => {
+                let nested = batch_count.is_some();
+                violations.extend(
+                    fields
+                        .into_iter()
+                        .map(|v| if nested { v.nested_in("request.") } else { v }),
+                );
+                return Err(ServiceError::InvalidArgument(violations));
+            }
+            Err(other) => return Err(other),
+        };
+        let (validity, params) = caller.apply(input.validity, input.params)?;
+        // `issue_input` checked the rules between fields and the policy only adds
+        // `oneTimeValid`, so this holds; if it ever does not, the request is refused, not signed.
+        let sign_request = SignRequest::new(validity, params)
+            .map_err(|e| ServiceError::InvalidArgument(vec![convert::violation(&e)]))?;
+        Ok((caller, input.user_id, sign_request))
+    }
+
+    fn mint(
+        &self,
+        keys: &KeyRing,
+        caller: &Caller,
+        user_id: &str,
+        request: &SignRequest,
+        now: i64,
+    ) -> Result<pb::IssueSignatureResponse, ServiceError> {
+        let issued: IssuedSignature = keys
+            .active()
+            .sign(request, now, self.random.next())
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let response = convert::issued_response(issued);
+        audit(caller, user_id, request, &response);
+        Ok(response)
+    }
+}
+
+/// The audit record of one issuance. The signature itself is a bearer credential and never
+/// logged; its fingerprint identifies it.
+fn audit(
+    caller: &Caller,
+    user_id: &str,
+    request: &SignRequest,
+    issued: &pb::IssueSignatureResponse,
+) {
+    let params = request.params();
+    tracing::info!(
+        target: "audit",
+        caller = caller.name(),
+        user_id,
+        secret_id = issued.secret_id.as_str(),
+        issued_at = issued.issued_at,
+        expires_at = issued.expires_at,
+        procedure = params.procedure.as_ref().map_or("", |p| p.as_str()),
+        one_time = params.one_time_valid == Some(true),
+        fingerprint = issued.fingerprint.as_str(),
+        "signature issued"
+    );
+}
+
+#[tonic::async_trait]
+impl UploadSigner for SignerService {
+    async fn issue_signature(
+        &self,
+        request: Request<pb::IssueSignatureRequest>,
+    ) -> Result<Response<pb::IssueSignatureResponse>, Status> {
+        if let Some(gate) = &self.issue_gate {
+            gate.pass().await;
+        }
+        let shared = self.shared.load();
+        let (metadata, _, message) = request.into_parts();
+        let (caller, user_id, sign_request) =
+            self.prepare_issue(&shared, &metadata, Some(message), None)?;
+        let response = self.mint(
+            &shared.keys,
+            caller,
+            &user_id,
+            &sign_request,
+            self.clock.now(),
+        )?;
+        Ok(Response::new(response))
+    }
+
+    async fn verify_signature(
+        &self,
+        request: Request<pb::VerifySignatureRequest>,
+    ) -> Result<Response<pb::VerifySignatureResponse>, Status> {
+        let shared = self.shared.load();
+        let caller = Self::caller(&shared.callers, request.metadata())?;
+        caller.check_can_verify().map_err(ServiceError::from)?;
+        let signature = &request.get_ref().signature;
+        let result = shared
+            .keys
+            .verify(signature, self.clock.now(), shared.verify_options);
+        if let Err(e) = &result {
+            tracing::debug!(
+                caller = caller.name(),
+                failure = e.failure.as_str(),
+                fingerprint = %crate::signature::fingerprint(signature),
+                "signature rejected"
+            );
+        }
+        Ok(Response::new(convert::verify_response(&result)))
+    }
+
+    async fn issue_signature_batch(
+        &self,
+        request: Request<pb::IssueSignatureBatchRequest>,
+    ) -> Result<Response<pb::IssueSignatureBatchResponse>, Status> {
+        let shared = self.shared.load();
+        let (metadata, _, message) = request.into_parts();
+        let (caller, user_id, sign_request) =
+            self.prepare_issue(&shared, &metadata, message.request, Some(message.count))?;
+        // One timestamp for the batch: the signatures differ by `random` alone.
+        let now = self.clock.now();
+        let signatures = (0..message.count)
+            .map(|_| self.mint(&shared.keys, caller, &user_id, &sign_request, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(pb::IssueSignatureBatchResponse {
+            signatures,
+        }))
+    }
+}
