@@ -26,6 +26,9 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// Time allowed to open a TCP (and TLS) connection to one endpoint.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Least time worth starting another attempt with; with less left, the last error stands.
+const LAST_ATTEMPT_MIN: Duration = Duration::from_millis(50);
+
 /// Most signatures one [`SignerClient::issue_batch`] call may ask for (the service's limit).
 pub const MAX_BATCH: u32 = 100;
 
@@ -196,20 +199,36 @@ impl SignerClient {
             // tonic does not enforce `grpc-timeout` on the client side; this does.
             let error = match tokio::time::timeout(remaining, rpc(client, request)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) if ran_out(&status, give_up_at) => {
+                    return Err(deadline_exceeded(deadline, attempt));
+                }
                 Ok(Err(status)) => Error::from_status(status),
                 Err(_elapsed) => return Err(deadline_exceeded(deadline, attempt)),
             };
             if !error.is_retryable() {
                 return Err(error);
             }
-            let wait = self.inner.retry.backoff(attempt);
             let remaining = give_up_at.saturating_duration_since(Instant::now());
-            if !self.inner.retry.allows_attempt(attempt + 1) || wait >= remaining {
+            if !self.inner.retry.allows_attempt(attempt + 1) || remaining <= LAST_ATTEMPT_MIN {
                 return Err(with_attempts(error, attempt, started.elapsed()));
             }
+            // Near the deadline the wait shrinks so that one last attempt still fits in it.
+            let wait = self
+                .inner
+                .retry
+                .backoff(attempt)
+                .min(remaining - LAST_ATTEMPT_MIN);
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// A tonic server whose `grpc-timeout` expires answers CANCELLED ("Timeout expired"), and it
+/// can do so a hair before the client's own timer fires (the header is rounded down in
+/// transit). That is this call's deadline running out, not a cancellation.
+fn ran_out(status: &Status, give_up_at: Instant) -> bool {
+    const SLACK: Duration = Duration::from_millis(25);
+    status.code() == tonic::Code::Cancelled && Instant::now() + SLACK >= give_up_at
 }
 
 fn deadline_exceeded(deadline: Duration, attempts: u32) -> Error {
@@ -350,6 +369,7 @@ impl SignerClientBuilder {
                 "SignerClientBuilder::build must be called inside a Tokio runtime",
             ));
         }
+        self.check_pems()?;
         let tls_options = !self.ca_pems.is_empty() || self.identity.is_some();
         let mut any_https = false;
         let mut endpoints = Vec::with_capacity(self.endpoints.len());
@@ -373,6 +393,31 @@ impl SignerClientBuilder {
                 retry: self.retry.unwrap_or_default(),
             }),
         })
+    }
+
+    /// tonic skips PEM blocks it cannot use, so a wrong file would otherwise show up only as a
+    /// failed handshake; these checks name the culprit at build time instead.
+    fn check_pems(&self) -> Result<(), Error> {
+        const CERT: &[u8] = b"-----BEGIN CERTIFICATE-----";
+        const KEY: &[u8] = b"PRIVATE KEY-----";
+        let has = |pem: &[u8], marker: &[u8]| pem.windows(marker.len()).any(|w| w == marker);
+        for (i, pem) in self.ca_pems.iter().enumerate() {
+            if !has(pem, CERT) {
+                return Err(Error::config(format!(
+                    "CA PEM #{} holds no certificate",
+                    i + 1
+                )));
+            }
+        }
+        if let Some((cert, key)) = &self.identity {
+            if !has(cert, CERT) {
+                return Err(Error::config("client certificate PEM holds no certificate"));
+            }
+            if !has(key, KEY) {
+                return Err(Error::config("client key PEM holds no private key"));
+            }
+        }
+        Ok(())
     }
 
     fn endpoint_for(&self, uri: &str) -> Result<(Endpoint, bool), Error> {

@@ -263,7 +263,7 @@ fn validity_seconds(validity: Duration) -> Result<u32, Error> {
     match problem {
         None => Ok(validity.as_secs() as u32),
         Some(description) => Err(Error::InvalidArgument {
-            message: format!("validity {validity:?} {description}"),
+            message: format!("validity {validity:?}"),
             field_violations: vec![FieldViolation {
                 field: "validity_seconds".into(),
                 description: description.into(),

@@ -1,6 +1,8 @@
 //! The `vod-signer` command line. Each subcommand lives in its own file; this one only parses
 //! arguments and maps outcomes to exit codes (0 ok, 1 a negative answer, 2 usage or setup error).
 
+mod check;
+mod issue;
 mod secret_source;
 mod serve;
 mod sign;
@@ -26,6 +28,12 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Run the gRPC service (UploadSigner, health, reflection) until SIGTERM or SIGINT.
     Serve(serve::ServeArgs),
+    /// Ask a running service for a signature; prints it (or, with --json, the app-facing body).
+    /// Exit 0 ok, 1 refused, 2 usage, 3 no answer.
+    Issue(issue::IssueArgs),
+    /// Ask a running service to verify a signature; prints one JSON object (exit 0 valid,
+    /// 1 invalid, 2 usage, 3 no verdict).
+    Check(check::CheckArgs),
 }
 
 /// Exit codes shared by every subcommand.
@@ -53,6 +61,8 @@ pub fn main() -> i32 {
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Issue(args) => issue::run(args),
+        Command::Check(args) => check::run(args),
     }
 }
 
