@@ -4,11 +4,14 @@
 //! - [`cli`]: the `vod-signer` command line.
 //! - [`server`]: the gRPC service, assembled from [`config`], [`policy`], [`service`] and the
 //!   generated [`proto`] code.
+//! - [`quota`] and [`metrics`]: per-user issuance quotas and the Prometheus endpoint.
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod policy;
 pub mod proto;
+pub mod quota;
 pub mod server;
 pub mod service;
 pub mod signature;

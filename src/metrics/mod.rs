@@ -1,0 +1,275 @@
+//! Prometheus metrics, served as text at `/metrics` on their own address (`metrics_listen`),
+//! apart from the gRPC port so a scraper never needs a caller token or a client certificate.
+//!
+//! | metric | labels |
+//! | --- | --- |
+//! | `vod_signer_grpc_requests_total` | `grpc_service`, `grpc_method`, `grpc_code` |
+//! | `vod_signer_grpc_request_duration_seconds` (histogram) | `grpc_service`, `grpc_method` |
+//! | `vod_signer_signatures_issued_total` | `caller` |
+//! | `vod_signer_verifications_total` | `outcome` (`VALID` or the failure, e.g. `EXPIRED`) |
+//! | `vod_signer_quota_rejections_total` | `caller` |
+//! | `vod_signer_quota_store_errors_total` | `store`, `on_store_error` |
+//! | `vod_signer_config_reloads_total` | `result` (`ok`, `failed`) |
+//!
+//! The hot path touches atomics only: label sets are fixed enums resolved once into counter
+//! handles (gRPC method × code, verification outcome), and per-caller counters are cached
+//! by name, so a call neither allocates nor takes a write lock to count itself.
+
+mod grpc;
+mod http;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use dashmap::DashMap;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+pub use grpc::{MetricsLayer, MetricsService};
+pub use http::{MetricsServerError, serve_metrics};
+
+use crate::quota::OnStoreError;
+use crate::signature::VerifyFailure;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrpcLabels {
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+    grpc_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallerLabels {
+    caller: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreErrorLabels {
+    store: &'static str,
+    on_store_error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+/// A counter per caller, registered on first use and then found by name without allocating.
+/// Callers come from the configuration, so the label's cardinality is bounded by it.
+struct CallerCounters {
+    family: Family<CallerLabels, Counter>,
+    cache: DashMap<Box<str>, Counter>,
+}
+
+impl CallerCounters {
+    fn new() -> Self {
+        CallerCounters {
+            family: Family::default(),
+            cache: DashMap::new(),
+        }
+    }
+
+    fn inc_by(&self, caller: &str, n: u64) {
+        if let Some(counter) = self.cache.get(caller) {
+            counter.inc_by(n);
+            return;
+        }
+        let counter = self.family.get_or_create_owned(&CallerLabels {
+            caller: Arc::from(caller),
+        });
+        counter.inc_by(n);
+        self.cache.insert(caller.into(), counter);
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 1.2 s: a call is microseconds of work, the tail is the network and
+    // queueing, and anything above a second is an incident whatever its exact value.
+    Histogram::new(exponential_buckets(0.000_05, 2.5, 12))
+}
+
+/// Every metric of one server. Cheap to share (`Arc<Metrics>`); counting never blocks.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<GrpcLabels, Counter>,
+    request_handles: [[OnceLock<Counter>; grpc::CODES]; grpc::METHODS],
+    durations: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    duration_handles: [OnceLock<Histogram>; grpc::METHODS],
+    issued: CallerCounters,
+    verifications: [Counter; 1 + VerifyFailure::ALL.len()],
+    quota_rejections: CallerCounters,
+    quota_store_errors: Family<StoreErrorLabels, Counter>,
+    reloads_ok: Counter,
+    reloads_failed: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("vod_signer");
+        let requests = Family::<GrpcLabels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC calls handled, by method and status code",
+            requests.clone(),
+        );
+        let durations: Family<MethodLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "grpc_request_duration",
+            "Time from receiving a gRPC call to sending its status",
+            Unit::Seconds,
+            durations.clone(),
+        );
+        let issued = CallerCounters::new();
+        registry.register(
+            "signatures_issued",
+            "Signatures issued, by caller",
+            issued.family.clone(),
+        );
+        let verification_family = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "verifications",
+            "Signatures checked, by outcome (VALID or the failure)",
+            verification_family.clone(),
+        );
+        // Registered up front so every outcome shows, at 0 until it happens: an alert on
+        // BAD_SIGNATURE should not depend on one having been seen already.
+        let verifications = std::array::from_fn(|i| {
+            let outcome = match i {
+                0 => "VALID",
+                i => VerifyFailure::ALL[i - 1].as_str(),
+            };
+            verification_family.get_or_create_owned(&OutcomeLabels { outcome })
+        });
+        let quota_rejections = CallerCounters::new();
+        registry.register(
+            "quota_rejections",
+            "Issuance refused over a per-user quota, by caller",
+            quota_rejections.family.clone(),
+        );
+        let quota_store_errors = Family::<StoreErrorLabels, Counter>::default();
+        registry.register(
+            "quota_store_errors",
+            "Quota checks the store could not answer, by store and what was done instead",
+            quota_store_errors.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP), by result",
+            reloads.clone(),
+        );
+        let reloads_ok = reloads.get_or_create_owned(&ReloadLabels { result: "ok" });
+        let reloads_failed = reloads.get_or_create_owned(&ReloadLabels { result: "failed" });
+        Metrics {
+            registry,
+            requests,
+            request_handles: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            durations,
+            duration_handles: std::array::from_fn(|_| OnceLock::new()),
+            issued,
+            verifications,
+            quota_rejections,
+            quota_store_errors,
+            reloads_ok,
+            reloads_failed,
+        }
+    }
+
+    /// The exposition in the text format (OpenMetrics 1.0, which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn signatures_issued(&self, caller: &str, count: u64) {
+        self.issued.inc_by(caller, count);
+    }
+
+    /// One verification; `failure` is `None` for a valid signature.
+    pub fn verified(&self, failure: Option<VerifyFailure>) {
+        let index = match failure {
+            None => 0,
+            Some(failure) => {
+                1 + VerifyFailure::ALL
+                    .iter()
+                    .position(|f| *f == failure)
+                    .expect("ALL lists every failure")
+            }
+        };
+        self.verifications[index].inc();
+    }
+
+    pub fn quota_rejected(&self, caller: &str) {
+        self.quota_rejections.inc_by(caller, 1);
+    }
+
+    pub fn quota_store_error(&self, store: &'static str, on_store_error: OnStoreError) {
+        self.quota_store_errors
+            .get_or_create(&StoreErrorLabels {
+                store,
+                on_store_error: on_store_error.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn config_reloaded(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.inc();
+        } else {
+            self.reloads_failed.inc();
+        }
+    }
+
+    fn request_counter(&self, method: usize, code: usize) -> &Counter {
+        self.request_handles[method][code].get_or_init(|| {
+            let (grpc_service, grpc_method) = grpc::METHOD_NAMES[method];
+            self.requests.get_or_create_owned(&GrpcLabels {
+                grpc_service,
+                grpc_method,
+                grpc_code: grpc::CODE_NAMES[code],
+            })
+        })
+    }
+
+    fn duration_histogram(&self, method: usize) -> &Histogram {
+        self.duration_handles[method].get_or_init(|| {
+            let (grpc_service, grpc_method) = grpc::METHOD_NAMES[method];
+            self.durations.get_or_create_owned(&MethodLabels {
+                grpc_service,
+                grpc_method,
+            })
+        })
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,84 @@
+use super::*;
+
+fn line_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn counters_show_in_the_exposition() {
+    let metrics = Metrics::new();
+    metrics.signatures_issued("bff", 3);
+    metrics.signatures_issued("bff", 2);
+    metrics.signatures_issued("cms", 1);
+    metrics.verified(None);
+    metrics.verified(Some(VerifyFailure::Expired));
+    metrics.verified(Some(VerifyFailure::Expired));
+    metrics.quota_rejected("bff");
+    metrics.quota_store_error("redis", OnStoreError::Deny);
+    metrics.config_reloaded(true);
+    metrics.config_reloaded(false);
+    metrics.config_reloaded(false);
+
+    let text = metrics.encode();
+    let expect = [
+        ("vod_signer_signatures_issued_total{caller=\"bff\"}", 5.0),
+        ("vod_signer_signatures_issued_total{caller=\"cms\"}", 1.0),
+        ("vod_signer_verifications_total{outcome=\"VALID\"}", 1.0),
+        ("vod_signer_verifications_total{outcome=\"EXPIRED\"}", 2.0),
+        (
+            "vod_signer_verifications_total{outcome=\"BAD_SIGNATURE\"}",
+            0.0,
+        ),
+        ("vod_signer_quota_rejections_total{caller=\"bff\"}", 1.0),
+        (
+            "vod_signer_quota_store_errors_total{store=\"redis\",on_store_error=\"deny\"}",
+            1.0,
+        ),
+        ("vod_signer_config_reloads_total{result=\"ok\"}", 1.0),
+        ("vod_signer_config_reloads_total{result=\"failed\"}", 2.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(
+            line_value(&text, series),
+            Some(value),
+            "{series} in\n{text}"
+        );
+    }
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn request_counters_and_histograms_are_created_on_first_use() {
+    let metrics = Metrics::new();
+    assert!(!metrics.encode().contains("grpc_requests_total{"));
+    metrics.request_counter(0, 0).inc();
+    metrics.request_counter(0, 0).inc();
+    metrics.request_counter(0, 8).inc();
+    metrics.duration_histogram(0).observe(0.001);
+    let text = metrics.encode();
+    let service = "grpc_service=\"vod.signer.v1.UploadSigner\",grpc_method=\"IssueSignature\"";
+    assert_eq!(
+        line_value(
+            &text,
+            &format!("vod_signer_grpc_requests_total{{{service},grpc_code=\"OK\"}}")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        line_value(
+            &text,
+            &format!(
+                "vod_signer_grpc_requests_total{{{service},grpc_code=\"RESOURCE_EXHAUSTED\"}}"
+            )
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        line_value(
+            &text,
+            &format!("vod_signer_grpc_request_duration_seconds_count{{{service}}}")
+        ),
+        Some(1.0)
+    );
+}

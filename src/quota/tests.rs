@@ -1,0 +1,201 @@
+//! The in-process store and the pieces shared with Redis; the Redis store itself is tested
+//! against a real server in `tests/ops_quota.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::redis_store::key;
+use super::*;
+
+/// The start of a window, so tests can step through it by seconds.
+const T0: i64 = 1_700_000_040;
+
+fn take(
+    store: &MemoryStore,
+    caller: &str,
+    user: &str,
+    cost: u32,
+    limit: u32,
+    now: i64,
+) -> Decision {
+    store
+        .take(caller, user, cost, limit, now)
+        .expect("the store is far from full")
+}
+
+#[test]
+fn windows_are_aligned_minutes() {
+    assert_eq!(T0 % WINDOW_SECONDS, 0);
+    assert_eq!(window_of(T0), (T0 / 60, Duration::from_secs(60)));
+    assert_eq!(window_of(T0 + 59), (T0 / 60, Duration::from_secs(1)));
+    assert_eq!(window_of(T0 + 60), (T0 / 60 + 1, Duration::from_secs(60)));
+}
+
+#[test]
+fn memory_store_counts_each_caller_and_user_apart() {
+    let store = MemoryStore::new(100);
+    for used in 1..=3 {
+        assert_eq!(
+            take(&store, "bff", "alice", 1, 3, T0 + 1),
+            Decision::Allowed { used }
+        );
+    }
+    assert_eq!(
+        take(&store, "bff", "alice", 1, 3, T0 + 20),
+        Decision::Exhausted {
+            retry_after: Duration::from_secs(40)
+        }
+    );
+    // Other users and other callers have budgets of their own.
+    assert_eq!(
+        take(&store, "bff", "bob", 1, 3, T0 + 20),
+        Decision::Allowed { used: 1 }
+    );
+    assert_eq!(
+        take(&store, "cms", "alice", 1, 3, T0 + 20),
+        Decision::Allowed { used: 1 }
+    );
+    // A NUL in a user id cannot make one pair look like another.
+    assert_eq!(
+        take(&store, "bff", "alice\0x", 1, 3, T0 + 20),
+        Decision::Allowed { used: 1 }
+    );
+}
+
+#[test]
+fn memory_store_starts_over_in_the_next_window() {
+    let store = MemoryStore::new(100);
+    assert_eq!(
+        take(&store, "bff", "alice", 2, 2, T0 + 59),
+        Decision::Allowed { used: 2 }
+    );
+    assert_eq!(
+        take(&store, "bff", "alice", 1, 2, T0 + 59),
+        Decision::Exhausted {
+            retry_after: Duration::from_secs(1)
+        }
+    );
+    assert_eq!(
+        take(&store, "bff", "alice", 1, 2, T0 + 60),
+        Decision::Allowed { used: 1 }
+    );
+}
+
+#[test]
+fn a_refused_request_is_not_counted() {
+    let store = MemoryStore::new(100);
+    assert_eq!(
+        take(&store, "bff", "alice", 3, 5, T0),
+        Decision::Allowed { used: 3 }
+    );
+    // A batch of 3 does not fit in the 2 left, and must not use them up either.
+    assert!(matches!(
+        take(&store, "bff", "alice", 3, 5, T0),
+        Decision::Exhausted { .. }
+    ));
+    assert_eq!(
+        take(&store, "bff", "alice", 2, 5, T0),
+        Decision::Allowed { used: 5 }
+    );
+}
+
+#[test]
+fn memory_stays_bounded() {
+    let store = MemoryStore::new(3);
+    for user in ["a", "b", "c"] {
+        take(&store, "bff", user, 1, 5, T0);
+    }
+    // A known pair is still counted when full; a new one is a store error.
+    assert_eq!(
+        take(&store, "bff", "a", 1, 5, T0 + 1),
+        Decision::Allowed { used: 2 }
+    );
+    assert!(matches!(
+        store.take("bff", "d", 1, 5, T0 + 1),
+        Err(StoreError::Full(3))
+    ));
+    // The next window drops the old entries, so new users fit again.
+    assert_eq!(
+        take(&store, "bff", "d", 1, 5, T0 + 60),
+        Decision::Allowed { used: 1 }
+    );
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn quota_store_refuses_a_request_larger_than_the_limit_without_counting() {
+    let store = QuotaStore::Memory(MemoryStore::new(10));
+    assert_eq!(
+        store.take("bff", "alice", 11, 10, T0).await.unwrap(),
+        Decision::TooLarge
+    );
+    assert_eq!(
+        store.take("bff", "alice", 10, 10, T0).await.unwrap(),
+        Decision::Allowed { used: 10 }
+    );
+}
+
+#[tokio::test]
+async fn admit_applies_on_store_error_and_counts_failures() {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    for (policy, expected) in [
+        (OnStoreError::Allow, Admission::Allowed),
+        (OnStoreError::Deny, Admission::StoreUnavailable),
+    ] {
+        // A full store is a store failure like an unreachable Redis.
+        let store = MemoryStore::new(0);
+        let quotas = Quotas::new(QuotaStore::Memory(store), policy, metrics.clone());
+        assert_eq!(quotas.admit("bff", "alice", 1, 5, T0).await, expected);
+    }
+    let text = metrics.encode();
+    for policy in ["allow", "deny"] {
+        let line = format!(
+            "vod_signer_quota_store_errors_total{{store=\"memory\",on_store_error=\"{policy}\"}} 1"
+        );
+        assert!(text.contains(&line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn admit_counts_rejections_by_caller() {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let quotas = Quotas::new(
+        QuotaStore::Memory(MemoryStore::new(10)),
+        OnStoreError::Deny,
+        metrics.clone(),
+    );
+    assert_eq!(
+        quotas.admit("bff", "alice", 1, 1, T0).await,
+        Admission::Allowed
+    );
+    assert_eq!(
+        quotas.admit("bff", "alice", 1, 1, T0 + 15).await,
+        Admission::Exhausted {
+            retry_after: Some(Duration::from_secs(45))
+        }
+    );
+    assert_eq!(
+        quotas.admit("bff", "bob", 2, 1, T0).await,
+        Admission::Exhausted { retry_after: None }
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains("vod_signer_quota_rejections_total{caller=\"bff\"} 2")
+    );
+}
+
+#[test]
+fn redis_keys_escape_the_separator() {
+    assert_eq!(key("bff", "alice", 7), "vod-signer:quota:bff:alice:7");
+    assert_ne!(key("a:b", "c", 7), key("a", "b:c", 7));
+    assert_eq!(key("a:b", "c%", 7), "vod-signer:quota:a%3Ab:c%25:7");
+}
+
+#[test]
+fn on_store_error_parses_only_the_documented_values() {
+    assert_eq!(OnStoreError::parse("allow"), Some(OnStoreError::Allow));
+    assert_eq!(OnStoreError::parse("deny"), Some(OnStoreError::Deny));
+    assert_eq!(OnStoreError::parse("Deny"), None);
+    assert_eq!(OnStoreError::default(), OnStoreError::Deny);
+}
