@@ -1,5 +1,6 @@
 //! `vod-signer serve`: run the gRPC service until SIGTERM or SIGINT.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -107,7 +108,9 @@ fn init_logging(format: LogFormat) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only help a person at a terminal; in a file they are noise.
+        .with_ansi(std::io::stderr().is_terminal());
     // `try_init` fails only if a subscriber is already set (as in tests); that one stays.
     let _ = match format {
         LogFormat::Plain => builder.try_init(),
@@ -165,10 +168,8 @@ Built-in key and caller, published in the source code: NOT secret, NOT for produ
   token:    {DEV_TOKEN}
   address:  {addr}
 
-Try it (grpcurl uses the server's reflection):
-  grpcurl -plaintext -H 'authorization: Bearer {DEV_TOKEN}' \\
-    -d '{{\"user_id\": \"alice\", \"validity_seconds\": 600}}' \\
-    {addr} vod.signer.v1.UploadSigner/IssueSignature
+Try it (grpcurl reads the API from the server's reflection):
+  grpcurl -plaintext -H 'authorization: Bearer {DEV_TOKEN}' -d '{{\"user_id\": \"alice\", \"validity_seconds\": 600}}' {addr} vod.signer.v1.UploadSigner/IssueSignature
 ==========================================="
     );
 }

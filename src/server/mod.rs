@@ -104,6 +104,12 @@ pub async fn serve_with(
         "vod-signer serving"
     );
 
+    if config.development {
+        tracing::warn!(
+            "development configuration: its key and token are published; never use it for real uploads"
+        );
+    }
+
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
         // `grpc-timeout` from the client is honoured by tonic on every call; this caps it.
