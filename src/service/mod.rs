@@ -1,7 +1,7 @@
 //! The `vod.signer.v1.UploadSigner` gRPC service: a thin adapter over the signing core.
 //!
 //! A call is authenticated ([`crate::policy::Callers`]), its fields are converted into core
-//! types ([`convert`]), the caller's policy is applied, and the core signs or verifies. Every
+//! types (`convert.rs`), the caller's policy is applied, and the core signs or verifies. Every
 //! failure is a [`ServiceError`], mapped to a status in one table (`impl From<ServiceError> for
 //! Status`).
 
@@ -10,6 +10,7 @@ mod error;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
@@ -45,7 +46,11 @@ impl Clock {
 
     pub fn now(&self) -> i64 {
         match self {
-            Clock::System => crate::cli::unix_now(),
+            Clock::System => match SystemTime::now().duration_since(UNIX_EPOCH) {
+                Ok(since) => since.as_secs() as i64,
+                // Signing refuses times before 1970 (an Internal error), so the sign is kept.
+                Err(before) => -(before.duration().as_secs() as i64),
+            },
             Clock::Manual(now) => now.load(Ordering::Relaxed),
         }
     }
