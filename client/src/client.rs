@@ -196,7 +196,8 @@ impl SignerClient {
             drop(token);
 
             let client = UploadSignerClient::new(self.next_channel());
-            // tonic does not enforce `grpc-timeout` on the client side; this does.
+            // tonic's channel enforces `grpc-timeout` too, but reports expiry as CANCELLED and
+            // does not count time queued in front of the connection; this bounds the attempt.
             let error = match tokio::time::timeout(remaining, rpc(client, request)).await {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) if ran_out(&status, give_up_at) => {
@@ -223,9 +224,9 @@ impl SignerClient {
     }
 }
 
-/// A tonic server whose `grpc-timeout` expires answers CANCELLED ("Timeout expired"), and it
-/// can do so a hair before the client's own timer fires (the header is rounded down in
-/// transit). That is this call's deadline running out, not a cancellation.
+/// When `grpc-timeout` expires, tonic (in this client's channel or in the server) ends the call
+/// with CANCELLED ("Timeout expired"), possibly a hair before the timer in [`SignerClient::call`]
+/// fires. That is this call's deadline running out, not a cancellation.
 fn ran_out(status: &Status, give_up_at: Instant) -> bool {
     const SLACK: Duration = Duration::from_millis(25);
     status.code() == tonic::Code::Cancelled && Instant::now() + SLACK >= give_up_at
