@@ -37,5 +37,10 @@ pub(super) fn config() -> Config {
         keys: KeyRing::single(key),
         callers: Callers::new(vec![caller]).expect("one caller cannot collide"),
         development: true,
+        metrics_listen: None,
+        tls: None,
+        quota: super::QuotaSettings::default(),
+        transport: super::TransportSettings::default(),
+        source: None,
     }
 }

@@ -22,8 +22,10 @@
 
 mod dev;
 mod error;
+mod ops;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ use zeroize::Zeroize;
 
 pub use dev::{DEV_CALLER, DEV_SECRET_ID, DEV_SECRET_KEY, DEV_TOKEN};
 pub use error::ConfigError;
+pub use ops::{
+    DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, QuotaSettings, RedisUrl, TlsSettings,
+    TransportSettings,
+};
 
 use crate::cli::SecretKeySource;
 use crate::policy::{Caller, Callers, CallersError, DEFAULT_VALIDITY_SECONDS, Policy, TokenHash};
@@ -61,6 +67,14 @@ pub struct Config {
     pub callers: Callers,
     /// True for [`Config::development`], so start-up can say so loudly.
     pub development: bool,
+    /// Where Prometheus metrics are served (`/metrics`); `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `None`: plaintext gRPC.
+    pub tls: Option<TlsSettings>,
+    pub quota: QuotaSettings,
+    pub transport: TransportSettings,
+    /// The file this configuration was read from, which a reload (SIGHUP) reads again.
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +87,10 @@ struct RawConfig {
     keys: Vec<RawKey>,
     #[serde(default)]
     callers: Vec<RawCaller>,
+    metrics_listen: Option<String>,
+    tls: Option<ops::RawTls>,
+    quota: Option<ops::RawQuota>,
+    transport: Option<ops::RawTransport>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +116,7 @@ struct RawCaller {
     force_one_time: Option<bool>,
     can_issue: Option<bool>,
     can_verify: Option<bool>,
+    issue_per_user_per_minute: Option<u32>,
 }
 
 impl Config {
@@ -108,7 +127,9 @@ impl Config {
             source,
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
-        Config::from_toml_str(&text, base_dir)
+        let mut config = Config::from_toml_str(&text, base_dir)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and checks configuration text. `base_dir` is where relative `secret_key_file`
@@ -133,6 +154,13 @@ impl Config {
                 .unwrap_or(DEFAULT_SHUTDOWN_GRACE_SECONDS),
         ));
 
+        let metrics_listen = match raw.metrics_listen.as_deref() {
+            None => None,
+            Some(text) => Some(
+                text.parse::<SocketAddr>()
+                    .map_err(|e| ConfigError::field("metrics_listen", format!("{text:?}: {e}")))?,
+            ),
+        };
         let keys = key_ring(raw.keys, base_dir)?;
         let callers = callers(raw.callers)?;
         Ok(Config {
@@ -142,6 +170,11 @@ impl Config {
             keys,
             callers,
             development: false,
+            metrics_listen,
+            tls: ops::tls(raw.tls, base_dir)?,
+            quota: ops::quota(raw.quota)?,
+            transport: ops::transport(raw.transport)?,
+            source: None,
         })
     }
 
@@ -318,7 +351,17 @@ fn caller(i: usize, raw: RawCaller) -> Result<Caller, ConfigError> {
             "can_issue and can_verify are both false; remove the caller instead",
         ));
     }
+    let issue_per_user_per_minute = match raw.issue_per_user_per_minute {
+        None => None,
+        Some(n) => Some(NonZeroU32::new(n).ok_or_else(|| {
+            ConfigError::field(
+                field("issue_per_user_per_minute"),
+                "must be at least 1 (leave it out for no quota, or set can_issue = false)",
+            )
+        })?),
+    };
     let policy = Policy {
+        issue_per_user_per_minute,
         allowed_procedures: raw.allowed_procedures,
         allowed_class_ids: raw.allowed_class_ids,
         allowed_sub_app_ids: raw.allowed_sub_app_ids,

@@ -5,6 +5,7 @@
 //! answers are plain Rust values that the adapter maps to status codes in one place.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -56,6 +57,9 @@ pub struct Policy {
     pub force_one_time: bool,
     pub can_issue: bool,
     pub can_verify: bool,
+    /// At most this many signatures per end user (`user_id`) in each one-minute window;
+    /// `None` means no quota. Counted by [`crate::quota`].
+    pub issue_per_user_per_minute: Option<NonZeroU32>,
 }
 
 impl Default for Policy {
@@ -70,6 +74,7 @@ impl Default for Policy {
             force_one_time: false,
             can_issue: true,
             can_verify: true,
+            issue_per_user_per_minute: None,
         }
     }
 }

@@ -1,5 +1,11 @@
 //! Server assembly, all in one place: the `UploadSigner` service, gRPC health, server
-//! reflection (v1 and v1alpha), deadlines and graceful shutdown.
+//! reflection (v1 and v1alpha), deadlines and graceful shutdown; TLS, metrics, quotas and
+//! configuration reload (SIGHUP).
+
+mod reload;
+mod tls;
+
+pub use reload::{ReloadError, ReloadHandle, ReloadRequests, reload_channel};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,17 +17,21 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES};
+use crate::metrics::{Metrics, MetricsLayer};
 use crate::proto::v1::upload_signer_server::{SERVICE_NAME, UploadSignerServer};
+use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
 use crate::service::{Clock, IssueGate, Shared, SignerService};
 
 /// Upper bound on any call, whatever `grpc-timeout` the client sent (or none): every RPC here
-/// is a few microseconds of work, so a call still running after this is stuck.
-pub const MAX_CALL_DURATION: Duration = Duration::from_secs(30);
+/// is a few microseconds of work, so a call still running after this is stuck. The default of
+/// `[transport] call_timeout_seconds`.
+pub const MAX_CALL_DURATION: Duration = Duration::from_secs(DEFAULT_CALL_TIMEOUT_SECONDS as u64);
 
-/// Largest request message accepted. The largest legitimate request (every text field at its
-/// limit, in 4-byte characters) is under 8 KiB; a signature to verify is at most 32 KiB.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest request message accepted by default (`[transport] max_request_bytes`). The largest
+/// legitimate request (every text field at its limit, in 4-byte characters) is under 8 KiB; a
+/// signature to verify is at most 32 KiB.
+pub const MAX_REQUEST_BYTES: usize = DEFAULT_MAX_REQUEST_BYTES;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +42,18 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The quota store could not be set up (a malformed `quota.redis_url`; an unreachable
+    /// Redis is not an error at start-up).
+    #[error("quota store: {0}")]
+    Quota(#[source] StoreError),
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then shuts down gracefully:
@@ -42,7 +64,11 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    serve_with(config, listener, shutdown, ServeOptions::default()).await
+    let options = ServeOptions {
+        reload_on_sighup: true,
+        ..ServeOptions::default()
+    };
+    serve_with(config, listener, shutdown, options).await
 }
 
 /// Knobs that only tests turn: the clock, and a gate that holds `IssueSignature` calls.
@@ -51,6 +77,21 @@ pub async fn serve(
 pub struct ServeOptions {
     pub clock: Clock,
     pub issue_gate: Option<Arc<IssueGate>>,
+    /// Serve `/metrics` here instead of binding `config.metrics_listen`.
+    pub metrics_listener: Option<TcpListener>,
+    /// Reload requests from a [`ReloadHandle`], instead of (or without) SIGHUP.
+    pub reload: Option<ReloadRequests>,
+    /// Reload the configuration file on SIGHUP (what [`serve`] does), unless `reload` is set.
+    pub reload_on_sighup: bool,
+}
+
+/// Aborts a spawned helper task (metrics endpoint, reloads) when the server returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// [`serve`] with [`ServeOptions`]; for tests.
@@ -63,9 +104,68 @@ pub async fn serve_with(
 ) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().map_err(ServerError::Listener)?;
 
+    let metrics = Arc::new(Metrics::new());
+    let quota_store = match &config.quota.redis_url {
+        Some(url) => QuotaStore::Redis(
+            RedisStore::new(url.expose(), config.quota.store_timeout)
+                .map_err(ServerError::Quota)?,
+        ),
+        None => QuotaStore::Memory(MemoryStore::default()),
+    };
+    let quota_endpoint = match &quota_store {
+        QuotaStore::Redis(store) => store.endpoint().to_owned(),
+        QuotaStore::Memory(_) => "in-process".to_owned(),
+    };
+    let quotas = Quotas::new(quota_store, config.quota.on_store_error, metrics.clone());
+
     // Shared behind an ArcSwap so a reload can replace keys and callers in one step.
     let shared = Arc::new(ArcSwap::from_pointee(Shared::from_config(&config)));
-    let signer = SignerService::new(shared, options.clock, options.issue_gate);
+    let signer = SignerService::new(shared.clone(), options.clock, options.issue_gate)
+        .with_operations(Arc::new(quotas), metrics.clone());
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|tls| Arc::new(ArcSwap::new(tls.server_config.clone())));
+
+    let mut helpers = Vec::new();
+    let metrics_listener = match (options.metrics_listener, config.metrics_listen) {
+        (Some(listener), _) => Some(listener),
+        (None, Some(addr)) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::MetricsListen { addr, source })?,
+        ),
+        (None, None) => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(listener) = metrics_listener {
+        let metrics = metrics.clone();
+        helpers.push(AbortOnDrop(tokio::spawn(async move {
+            // Stopped by the abort when the server returns.
+            let never = std::future::pending::<()>();
+            if let Err(error) = crate::metrics::serve_metrics(listener, metrics, never).await {
+                tracing::error!(%error, "metrics endpoint stopped");
+            }
+        })));
+    }
+
+    let reload_requests = match options.reload {
+        Some(requests) => requests,
+        None => {
+            let (handle, requests) = reload_channel();
+            if options.reload_on_sighup {
+                helpers.push(reload_on_sighup(handle)?);
+            }
+            requests
+        }
+    };
+    let live = reload::Live {
+        config: config.clone(),
+        shared,
+        tls: tls.clone(),
+        metrics: metrics.clone(),
+    };
+    helpers.push(AbortOnDrop(tokio::spawn(live.run(reload_requests))));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -80,8 +180,9 @@ pub async fn serve_with(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    let transport = &config.transport;
     let upload_signer =
-        UploadSignerServer::new(signer).max_decoding_message_size(MAX_REQUEST_BYTES);
+        UploadSignerServer::new(signer).max_decoding_message_size(transport.max_request_bytes);
 
     let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -101,6 +202,11 @@ pub async fn serve_with(
         keys = config.keys.keys().count(),
         callers = config.callers.len(),
         development = config.development,
+        tls = config.tls.is_some(),
+        client_certificates_required = config.tls.as_ref().is_some_and(|t| t.client_auth),
+        metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        quota_store = %quota_endpoint,
+        on_store_error = config.quota.on_store_error.as_str(),
         "vod-signer serving"
     );
 
@@ -110,15 +216,36 @@ pub async fn serve_with(
         );
     }
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
+    let mut builder = Server::builder()
         // `grpc-timeout` from the client is honoured by tonic on every call; this caps it.
-        .timeout(MAX_CALL_DURATION)
+        .timeout(transport.call_timeout)
+        // Dead peers (a vanished NAT entry, a crashed client) are noticed and their
+        // connections closed instead of being kept for ever.
+        .http2_keepalive_interval(transport.http2_keepalive_interval)
+        .http2_keepalive_timeout(Some(transport.http2_keepalive_timeout));
+    if let Some(age) = transport.max_connection_age {
+        // Long-lived client connections would otherwise stay on the replicas that existed
+        // when they connected; closing them gracefully lets new replicas take a share.
+        builder = builder.max_connection_age(age);
+    }
+    let router = builder
+        .layer(MetricsLayer::new(metrics.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(upload_signer)
-        .serve_with_incoming_shutdown(incoming, signal);
+        .add_service(upload_signer);
+    type ServerFuture = std::pin::Pin<
+        Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send + 'static>,
+    >;
+    let server: ServerFuture = match tls {
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+        }
+        Some(tls) => {
+            Box::pin(router.serve_with_incoming_shutdown(tls::incoming(listener, tls), signal))
+        }
+    };
     tokio::pin!(server);
 
     let grace = config.shutdown_grace;
@@ -144,4 +271,25 @@ pub async fn serve_with(
         }
     }
     Ok(())
+}
+
+/// Reloads the configuration file on every SIGHUP, for as long as the server runs.
+#[cfg(unix)]
+fn reload_on_sighup(handle: ReloadHandle) -> Result<AbortOnDrop, ServerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
+    Ok(AbortOnDrop(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!(signal = "SIGHUP", "reloading the configuration");
+            // The outcome is logged and counted by the reload itself.
+            if let Err(ReloadError::Stopped) = handle.reload().await {
+                break;
+            }
+        }
+    })))
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_handle: ReloadHandle) -> Result<AbortOnDrop, ServerError> {
+    Ok(AbortOnDrop(tokio::spawn(async {})))
 }

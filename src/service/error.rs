@@ -1,6 +1,9 @@
 //! The service's errors and the one table that turns them into gRPC statuses.
 
 use std::borrow::Cow;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
@@ -46,6 +49,17 @@ pub enum ServiceError {
     /// A fault of this server (e.g. a clock before 1970), not of the request.
     #[error("{0}")]
     Internal(String),
+    /// The caller's `issue_per_user_per_minute` is used up for this user. `retry_after` is
+    /// when the next window starts; `None` when the request alone exceeds the limit.
+    #[error("caller {caller:?} may issue at most {limit} signatures per user per minute")]
+    QuotaExhausted {
+        caller: Arc<str>,
+        limit: NonZeroU32,
+        retry_after: Option<Duration>,
+    },
+    /// The quota store failed and the configuration says to refuse (`on_store_error`).
+    #[error("the quota store is unavailable; issuance is refused until it is back")]
+    QuotaUnavailable,
 }
 
 fn describe(violations: &[Violation]) -> String {
@@ -104,6 +118,26 @@ impl From<ServiceError> for Status {
                 ),
             ),
             ServiceError::Internal(_) => Status::internal(message),
+            ServiceError::QuotaExhausted {
+                caller,
+                limit,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::with_error_info(
+                    "QUOTA_EXHAUSTED",
+                    ERROR_DOMAIN,
+                    [
+                        ("caller".to_owned(), caller.to_string()),
+                        ("issue_per_user_per_minute".to_owned(), limit.to_string()),
+                    ],
+                );
+                // Clients that honour google.rpc.RetryInfo wait for the next window.
+                if let Some(delay) = retry_after {
+                    details.set_retry_info(Some(delay));
+                }
+                Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            ServiceError::QuotaUnavailable => Status::unavailable(message),
         }
     }
 }

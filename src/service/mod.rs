@@ -21,9 +21,11 @@ pub use convert::MAX_USER_ID_CHARS;
 pub use error::{ERROR_DOMAIN, ServiceError, Violation};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::policy::{Caller, Callers};
 use crate::proto::v1 as pb;
 use crate::proto::v1::upload_signer_server::UploadSigner;
+use crate::quota::{Admission, MemoryStore, OnStoreError, QuotaStore, Quotas};
 use crate::signature::{IssuedSignature, KeyRing, SignRequest, UniqueRandom, VerifyOptions};
 
 /// Most signatures one `IssueSignatureBatch` call may ask for.
@@ -134,6 +136,8 @@ pub struct SignerService {
     random: UniqueRandom,
     clock: Clock,
     issue_gate: Option<Arc<IssueGate>>,
+    quotas: Arc<Quotas>,
+    metrics: Arc<Metrics>,
 }
 
 impl SignerService {
@@ -142,11 +146,53 @@ impl SignerService {
         clock: Clock,
         issue_gate: Option<Arc<IssueGate>>,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let quotas = Quotas::new(
+            QuotaStore::Memory(MemoryStore::default()),
+            OnStoreError::default(),
+            metrics.clone(),
+        );
         SignerService {
             shared,
             random: UniqueRandom::from_os_entropy(),
             clock,
             issue_gate,
+            quotas: Arc::new(quotas),
+            metrics,
+        }
+    }
+
+    /// Counts into `metrics` and checks per-user quotas with `quotas` (by default: metrics
+    /// nobody reads and an in-process store).
+    pub fn with_operations(mut self, quotas: Arc<Quotas>, metrics: Arc<Metrics>) -> Self {
+        self.quotas = quotas;
+        self.metrics = metrics;
+        self
+    }
+
+    /// Takes `count` signatures from the caller's per-user quota, if it has one.
+    async fn admit(
+        &self,
+        caller: &Caller,
+        user_id: &str,
+        count: u32,
+        now: i64,
+    ) -> Result<(), ServiceError> {
+        let Some(limit) = caller.policy().issue_per_user_per_minute else {
+            return Ok(());
+        };
+        match self
+            .quotas
+            .admit(caller.name(), user_id, count, limit.get(), now)
+            .await
+        {
+            Admission::Allowed => Ok(()),
+            Admission::Exhausted { retry_after } => Err(ServiceError::QuotaExhausted {
+                caller: caller.name().into(),
+                limit,
+                retry_after,
+            }),
+            Admission::StoreUnavailable => Err(ServiceError::QuotaUnavailable),
         }
     }
 
@@ -251,17 +297,15 @@ impl UploadSigner for SignerService {
         if let Some(gate) = &self.issue_gate {
             gate.pass().await;
         }
-        let shared = self.shared.load();
+        // An owned snapshot, not a guard: the quota check may wait on Redis.
+        let shared = self.shared.load_full();
         let (metadata, _, message) = request.into_parts();
         let (caller, user_id, sign_request) =
             self.prepare_issue(&shared, &metadata, Some(message), None)?;
-        let response = self.mint(
-            &shared.keys,
-            caller,
-            &user_id,
-            &sign_request,
-            self.clock.now(),
-        )?;
+        let now = self.clock.now();
+        self.admit(caller, &user_id, 1, now).await?;
+        let response = self.mint(&shared.keys, caller, &user_id, &sign_request, now)?;
+        self.metrics.signatures_issued(caller.name(), 1);
         Ok(Response::new(response))
     }
 
@@ -276,6 +320,8 @@ impl UploadSigner for SignerService {
         let result = shared
             .keys
             .verify(signature, self.clock.now(), shared.verify_options);
+        self.metrics
+            .verified(result.as_ref().err().map(|e| e.failure));
         if let Err(e) = &result {
             tracing::debug!(
                 caller = caller.name(),
@@ -291,15 +337,19 @@ impl UploadSigner for SignerService {
         &self,
         request: Request<pb::IssueSignatureBatchRequest>,
     ) -> Result<Response<pb::IssueSignatureBatchResponse>, Status> {
-        let shared = self.shared.load();
+        let shared = self.shared.load_full();
         let (metadata, _, message) = request.into_parts();
         let (caller, user_id, sign_request) =
             self.prepare_issue(&shared, &metadata, message.request, Some(message.count))?;
         // One timestamp for the batch: the signatures differ by `random` alone.
         let now = self.clock.now();
+        // A batch takes its whole count from the quota, or nothing.
+        self.admit(caller, &user_id, message.count, now).await?;
         let signatures = (0..message.count)
             .map(|_| self.mint(&shared.keys, caller, &user_id, &sign_request, now))
             .collect::<Result<Vec<_>, _>>()?;
+        self.metrics
+            .signatures_issued(caller.name(), u64::from(message.count));
         Ok(Response::new(pb::IssueSignatureBatchResponse {
             signatures,
         }))

@@ -129,6 +129,7 @@ impl TestServer {
         let options = ServeOptions {
             clock: clock.clone(),
             issue_gate: None,
+            ..ServeOptions::default()
         };
         (TestServer::start_with(config, options).await, clock)
     }
@@ -139,6 +140,7 @@ impl TestServer {
         let options = ServeOptions {
             clock: Clock::System,
             issue_gate: Some(gate.clone()),
+            ..ServeOptions::default()
         };
         (TestServer::start_with(config, options).await, gate)
     }

@@ -1,0 +1,142 @@
+//! Reloading the configuration file while serving (SIGHUP, or a [`ReloadHandle`] in tests).
+//!
+//! A reload reads and checks the whole file first; only a configuration that loads
+//! completely (every secret readable, TLS files valid) replaces the running one, in one
+//! atomic swap: keys, callers and their policies together, then the TLS certificates. A
+//! reload that fails changes nothing, the server keeps serving, and the reason is logged and
+//! counted (`vod_signer_config_reloads_total{result="failed"}`).
+//!
+//! Addresses, the quota store and transport limits are fixed for the life of the process; a
+//! reload that changes them applies everything else and logs that those need a restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::rustls::ServerConfig;
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::service::Shared;
+
+/// Why a reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("nothing to reload: the server was not started from a configuration file")]
+    NoSource,
+    #[error("reloading {}: {source}", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("the server has stopped")]
+    Stopped,
+}
+
+type Reply = oneshot::Sender<Result<(), ReloadError>>;
+
+/// Asks a running server to reload its configuration file.
+#[derive(Debug, Clone)]
+pub struct ReloadHandle(mpsc::Sender<Reply>);
+
+impl ReloadHandle {
+    /// Reloads and waits for the outcome.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let (reply, outcome) = oneshot::channel();
+        self.0.send(reply).await.map_err(|_| ReloadError::Stopped)?;
+        outcome.await.map_err(|_| ReloadError::Stopped)?
+    }
+}
+
+/// The server's end of a [`ReloadHandle`].
+#[derive(Debug)]
+pub struct ReloadRequests(mpsc::Receiver<Reply>);
+
+/// A handle and the requests it sends; pass the requests in `ServeOptions::reload`.
+pub fn reload_channel() -> (ReloadHandle, ReloadRequests) {
+    let (sender, receiver) = mpsc::channel(4);
+    (ReloadHandle(sender), ReloadRequests(receiver))
+}
+
+/// What a reload replaces.
+pub(super) struct Live {
+    /// The configuration as last loaded, to tell what a reload changes.
+    pub config: Config,
+    pub shared: Arc<ArcSwap<Shared>>,
+    pub tls: Option<Arc<ArcSwap<ServerConfig>>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Live {
+    /// Serves reload requests until every handle is gone; meant to be spawned.
+    pub(super) async fn run(mut self, mut requests: ReloadRequests) {
+        while let Some(reply) = requests.0.recv().await {
+            // Reading a few small files: brief enough to do on the runtime thread, and it
+            // keeps reloads strictly one after another.
+            let outcome = self.reload();
+            self.metrics.config_reloaded(outcome.is_ok());
+            match &outcome {
+                Ok(()) => tracing::info!(
+                    active_secret_id = %self.config.keys.active().secret_id(),
+                    keys = self.config.keys.keys().count(),
+                    callers = self.config.callers.len(),
+                    "configuration reloaded"
+                ),
+                Err(error) => tracing::error!(
+                    %error,
+                    "configuration reload failed; still serving the previous configuration"
+                ),
+            }
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn reload(&mut self) -> Result<(), ReloadError> {
+        let path = self.config.source.clone().ok_or(ReloadError::NoSource)?;
+        let new = Config::load(&path).map_err(|source| ReloadError::Config {
+            path: path.clone(),
+            source,
+        })?;
+        let fixed = fixed_fields_changed(&self.config, &new);
+        if !fixed.is_empty() {
+            tracing::warn!(
+                fields = fixed.join(", "),
+                "these settings changed in the file but apply only after a restart"
+            );
+        }
+        self.shared.store(Arc::new(Shared::from_config(&new)));
+        if let (Some(current), Some(tls)) = (&self.tls, &new.tls) {
+            current.store(tls.server_config.clone());
+        }
+        self.config = new;
+        Ok(())
+    }
+}
+
+fn fixed_fields_changed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.listen != new.listen {
+        changed.push("listen");
+    }
+    if old.metrics_listen != new.metrics_listen {
+        changed.push("metrics_listen");
+    }
+    if old.tls.is_some() != new.tls.is_some() {
+        changed.push("tls (turning it on or off)");
+    } else if old.tls.as_ref().map(|t| t.client_auth) != new.tls.as_ref().map(|t| t.client_auth) {
+        // The new verifier is in the swapped configuration already; this only says so.
+        tracing::info!("client certificate requirement changed with the reload");
+    }
+    if old.quota != new.quota {
+        changed.push("quota");
+    }
+    if old.transport != new.transport {
+        changed.push("transport");
+    }
+    if old.shutdown_grace != new.shutdown_grace {
+        changed.push("shutdown_grace_seconds");
+    }
+    changed
+}

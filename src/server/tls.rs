@@ -1,0 +1,68 @@
+//! TLS connections whose certificates can change while the server runs.
+//!
+//! tonic's own `ServerTlsConfig` is fixed when the server starts, so certificates could not
+//! reload with the configuration. Here every handshake takes the rustls configuration current
+//! at that moment from an [`ArcSwap`]: a reload swaps it, new connections use the new
+//! certificates (and client CA), and established connections keep theirs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+
+/// A client that has not finished its handshake by then is dropped; otherwise idle
+/// half-open connections would pile up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections whose handshakes are done, waiting for the server to take them.
+const READY_BACKLOG: usize = 64;
+
+/// Accepts TCP connections on `listener` and yields them once their TLS handshake (with the
+/// configuration in `config` at accept time) has succeeded. Handshakes run concurrently, so
+/// a slow client does not hold up the others. A failed handshake, e.g. a client without the
+/// certificate mTLS requires, closes that connection and is logged at debug level.
+///
+/// Accepting stops when the returned stream is dropped (the server has shut down).
+pub(super) fn incoming(
+    listener: TcpListener,
+    config: Arc<ArcSwap<ServerConfig>>,
+) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (ready, stream) = mpsc::channel(READY_BACKLOG);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Typically out of file descriptors: back off instead of spinning.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = ready.closed() => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = TlsAcceptor::from(config.load_full());
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = ready.send(Ok(stream)).await;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                    }
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(stream)
+}
