@@ -1,4 +1,6 @@
-//! Helpers for the `ops_*` tests: a real Redis, and (in the server tests) a real server.
+//! Helpers for the `ops_*` tests: a real Redis, a real server started from a configuration
+//! file, and test certificates.
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod server;

@@ -1,0 +1,182 @@
+//! `[transport]` limits on the real server: request size, connection age; and the checks on
+//! the values.
+
+mod ops_support;
+
+use std::time::Duration;
+
+use ops_support::server::*;
+use tonic::Code;
+use vod_signer::config::Config;
+
+#[tokio::test]
+async fn requests_over_max_request_bytes_are_refused() {
+    let dir = ConfigDir::new();
+    dir.write_config(&config_toml(
+        KEY_A,
+        false,
+        "[transport]\nmax_request_bytes = 2048",
+        "",
+    ));
+    let server = OpsServer::start(dir.load()).await;
+    let mut client = server.client().await;
+    // Within the limit: answered (as not valid).
+    assert!(!verify(&mut client, &"A".repeat(1500)).await.valid);
+    let status = client
+        .verify_signature(authed(
+            vod_signer::proto::v1::VerifySignatureRequest {
+                signature: "A".repeat(4096),
+            },
+            TOKEN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    server.stop().await;
+}
+
+/// Opens a bare HTTP/2 connection and reports whether the server closed it within `limit`.
+async fn closed_by_server_within(addr: std::net::SocketAddr, limit: Duration) -> bool {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::time::timeout(limit, connection).await.is_ok()
+}
+
+#[tokio::test]
+async fn connections_are_closed_after_max_connection_age() {
+    let dir = ConfigDir::new();
+    dir.write_config(&config_toml(
+        KEY_A,
+        false,
+        "[transport]\nmax_connection_age_seconds = 1",
+        "",
+    ));
+    let aged = OpsServer::start(dir.load()).await;
+    dir.write_config(&config_toml(KEY_A, false, "", ""));
+    let unlimited = OpsServer::start(dir.load()).await;
+
+    let (aged_closed, unlimited_closed) = tokio::join!(
+        closed_by_server_within(aged.addr, Duration::from_secs(5)),
+        closed_by_server_within(unlimited.addr, Duration::from_secs(2)),
+    );
+    assert!(aged_closed, "the connection outlived max_connection_age");
+    assert!(
+        !unlimited_closed,
+        "without a max age an idle connection stays open"
+    );
+
+    // Clients reconnect transparently: calls keep working across the age limit.
+    let mut client = aged.client().await;
+    issue(&mut client, "alice").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    issue(&mut client, "alice").await.unwrap();
+    aged.stop().await;
+    unlimited.stop().await;
+}
+
+#[test]
+fn transport_values_are_checked() {
+    let dir = ConfigDir::new();
+    let load = |transport: &str| {
+        dir.write_config(&config_toml(
+            KEY_A,
+            false,
+            &format!("[transport]\n{transport}"),
+            "",
+        ));
+        Config::load(&dir.config_path())
+    };
+    let config = load(
+        "call_timeout_seconds = 5\nhttp2_keepalive_interval_seconds = 0\nhttp2_keepalive_timeout_seconds = 3\nmax_connection_age_seconds = 600\nmax_request_bytes = 8192",
+    )
+    .unwrap();
+    let transport = config.transport;
+    assert_eq!(transport.call_timeout, Duration::from_secs(5));
+    assert_eq!(transport.http2_keepalive_interval, None);
+    assert_eq!(transport.http2_keepalive_timeout, Duration::from_secs(3));
+    assert_eq!(transport.max_connection_age, Some(Duration::from_secs(600)));
+    assert_eq!(transport.max_request_bytes, 8192);
+
+    for (bad, field) in [
+        ("call_timeout_seconds = 0", "transport.call_timeout_seconds"),
+        (
+            "call_timeout_seconds = 301",
+            "transport.call_timeout_seconds",
+        ),
+        (
+            "http2_keepalive_timeout_seconds = 0",
+            "transport.http2_keepalive_timeout_seconds",
+        ),
+        ("max_request_bytes = 10", "transport.max_request_bytes"),
+        ("no_such_knob = 1", "no_such_knob"),
+    ] {
+        let error = load(bad).unwrap_err();
+        assert_eq!(error.field_name(), Some(field), "{bad}: {error}");
+    }
+
+    // Defaults: 30 s calls, keepalive every 30 s, no age limit, 64 KiB requests.
+    dir.write_config(&config_toml(KEY_A, false, "", ""));
+    let defaults = Config::load(&dir.config_path()).unwrap().transport;
+    assert_eq!(defaults.call_timeout, Duration::from_secs(30));
+    assert_eq!(
+        defaults.http2_keepalive_interval,
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(defaults.max_connection_age, None);
+    assert_eq!(defaults.max_request_bytes, 64 * 1024);
+}
+
+#[test]
+fn quota_and_metrics_values_are_checked() {
+    let dir = ConfigDir::new();
+    let load = |extra: &str, caller: &str| {
+        dir.write_config(&config_toml(KEY_A, false, extra, caller));
+        Config::load(&dir.config_path())
+    };
+    for (extra, caller, field) in [
+        (
+            "[quota]\non_store_error = \"maybe\"",
+            "",
+            "quota.on_store_error",
+        ),
+        (
+            "[quota]\nredis_url = \"http://redis\"",
+            "",
+            "quota.redis_url",
+        ),
+        (
+            "[quota]\nstore_timeout_ms = 0",
+            "",
+            "quota.store_timeout_ms",
+        ),
+        ("metrics_listen = \"not an address\"", "", "metrics_listen"),
+    ] {
+        let error = load(extra, caller).unwrap_err();
+        assert_eq!(error.field_name(), Some(field), "{extra}: {error}");
+    }
+    let error = load("", "issue_per_user_per_minute = 0").unwrap_err();
+    assert!(
+        error
+            .field_name()
+            .is_some_and(|f| f.starts_with("callers[0].issue_per_user_per_minute")),
+        "{error}"
+    );
+    // A password in the Redis URL never shows in Debug output.
+    let config = load(
+        "[quota]\nredis_url = \"redis://:hunter2@127.0.0.1:6379/\"",
+        "issue_per_user_per_minute = 10",
+    )
+    .unwrap();
+    assert!(!format!("{config:?}").contains("hunter2"));
+    assert_eq!(
+        config
+            .callers
+            .iter()
+            .next()
+            .unwrap()
+            .policy()
+            .issue_per_user_per_minute
+            .map(|n| n.get()),
+        Some(10)
+    );
+}
