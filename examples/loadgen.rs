@@ -1,6 +1,8 @@
 //! A gRPC load generator for `vod-signer` (and the bare `echo_server` example), loopback only.
 //!
-//! Calls go over `--connections` HTTP/2 connections, `--concurrency` at a time, for
+//! Calls are made over raw HTTP/2 (the `h2` crate, as h2load would: the request is encoded
+//! once, nothing is buffered on the way), so the generator leaves as much of the machine as it
+//! can to the server it loads. They go over `--connections` connections, `--concurrency` at a time, for
 //! `--warmup` then `--duration` seconds (only the second part is recorded). Two modes:
 //!
 //! - closed loop (default): every worker sends its next call as soon as the last one returns,
@@ -26,14 +28,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use http::{HeaderMap, Request};
+use prost::Message;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request};
+use tonic::Code;
 use vod_signer::proto::v1 as pb;
-use vod_signer::proto::v1::upload_signer_client::UploadSignerClient;
 
 #[derive(Debug, Parser)]
 #[command(about = "gRPC load generator for vod-signer (loopback only)")]
@@ -83,12 +86,40 @@ enum Rpc {
     Verify,
 }
 
-/// What one call sends: the message is built once and cloned per call.
+/// One call as it goes on the wire, built once: the request head (path and metadata) and the
+/// length-prefixed protobuf body, shared by every call of the run.
 #[derive(Clone)]
-enum Call {
-    Issue(pb::IssueSignatureRequest),
-    Batch(pb::IssueSignatureBatchRequest),
-    Verify(pb::VerifySignatureRequest),
+struct Call {
+    head: Arc<http::request::Parts>,
+    body: Bytes,
+}
+
+impl Call {
+    fn new(args: &Args, method: &str, message: &impl Message) -> Self {
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(format!(
+                "http://{}/vod.signer.v1.UploadSigner/{method}",
+                args.target
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            // The deadline the server enforces (the generator enforces it too).
+            .header("grpc-timeout", format!("{}m", args.timeout_ms));
+        if let Some(token) = &args.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let (head, ()) = request.body(()).expect("valid request head").into_parts();
+        // gRPC framing: a zero byte (not compressed), the length, the message.
+        let mut body = BytesMut::with_capacity(5 + message.encoded_len());
+        body.put_u8(0);
+        body.put_u32(message.encoded_len() as u32);
+        message.encode(&mut body).expect("enough capacity");
+        Call {
+            head: Arc::new(head),
+            body: body.freeze(),
+        }
+    }
 }
 
 /// Per-worker results, merged at the end (no sharing while the load runs).
@@ -144,54 +175,55 @@ struct Schedule {
     start: Instant,
 }
 
-async fn call(
-    client: &mut UploadSignerClient<Channel>,
-    call: &Call,
-    token: Option<&MetadataValue<tonic::metadata::Ascii>>,
-    timeout: Duration,
-) -> Code {
-    fn prepare<T>(
-        message: T,
-        token: Option<&MetadataValue<tonic::metadata::Ascii>>,
-        timeout: Duration,
-    ) -> Request<T> {
-        let mut request = Request::new(message);
-        request.set_timeout(timeout);
-        if let Some(token) = token {
-            request
-                .metadata_mut()
-                .insert("authorization", token.clone());
+fn grpc_status(headers: &HeaderMap) -> Option<Code> {
+    let value = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(Code::from(value))
+}
+
+/// One call over raw HTTP/2, the way h2load would make it: no client-side encoding, no
+/// buffering task, so the generator takes as little of the machine's CPU as it can.
+async fn call(client: &h2::client::SendRequest<Bytes>, call: &Call, timeout: Duration) -> Code {
+    let exchange = async {
+        let mut request = Request::new(());
+        *request.method_mut() = call.head.method.clone();
+        *request.uri_mut() = call.head.uri.clone();
+        *request.headers_mut() = call.head.headers.clone();
+        let mut client = client.clone().ready().await?;
+        let (response, mut send) = client.send_request(request, false)?;
+        send.send_data(call.body.clone(), true)?;
+        let (head, mut body) = response.await?.into_parts();
+        // A trailers-only response (every error) carries the status in its headers.
+        if let Some(code) = grpc_status(&head.headers) {
+            return Ok(code);
         }
-        request
-    }
-    let result = tokio::time::timeout(timeout + Duration::from_secs(1), async {
-        match call {
-            Call::Issue(m) => client
-                .issue_signature(prepare(m.clone(), token, timeout))
-                .await
-                .map(drop),
-            Call::Batch(m) => client
-                .issue_signature_batch(prepare(m.clone(), token, timeout))
-                .await
-                .map(drop),
-            Call::Verify(m) => client
-                .verify_signature(prepare(m.clone(), token, timeout))
-                .await
-                .map(drop),
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk?;
+            let _ = body.flow_control().release_capacity(chunk.len());
         }
-    })
-    .await;
-    match result {
-        Ok(Ok(())) => Code::Ok,
-        Ok(Err(status)) => status.code(),
+        let trailers = body.trailers().await?;
+        Ok::<_, h2::Error>(
+            trailers
+                .as_ref()
+                .and_then(grpc_status)
+                .unwrap_or(Code::Unknown),
+        )
+    };
+    match tokio::time::timeout(timeout + Duration::from_secs(1), exchange).await {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) if e.is_remote() || e.reason().is_some() => Code::Unavailable,
+        Ok(Err(_)) => Code::Internal,
         Err(_) => Code::DeadlineExceeded,
     }
 }
 
 async fn worker(
-    mut client: UploadSignerClient<Channel>,
+    client: h2::client::SendRequest<Bytes>,
     message: Call,
-    token: Option<MetadataValue<tonic::metadata::Ascii>>,
     timeout: Duration,
     schedule: Arc<Schedule>,
 ) -> Tally {
@@ -218,7 +250,7 @@ async fn worker(
         if intended > schedule.stop_at || Instant::now() > schedule.stop_at + GIVE_UP_AFTER {
             break;
         }
-        let code = call(&mut client, &message, token.as_ref(), timeout).await;
+        let code = call(&client, &message, timeout).await;
         if intended >= schedule.measure_from {
             tally.record(code, intended.elapsed().saturating_sub(timer_lateness));
         }
@@ -252,43 +284,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.connections == 0 || args.concurrency == 0 {
         return Err("--connections and --concurrency must be at least 1".into());
     }
-    let token = args
-        .token
-        .as_deref()
-        .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
-        .transpose()?;
     let timeout = Duration::from_millis(args.timeout_ms);
 
-    let endpoint = Endpoint::from_shared(format!("http://{}", args.target))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5));
-    let mut channels = Vec::with_capacity(args.connections);
+    let mut connections = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        // Each `connect` opens its own HTTP/2 connection.
-        channels.push(endpoint.connect().await?);
+        let tcp = TcpStream::connect(args.target).await?;
+        tcp.set_nodelay(true)?;
+        let (client, connection) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(16 << 20)
+            .handshake::<_, Bytes>(tcp)
+            .await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        connections.push(client);
     }
 
+    let token = args.token.as_deref();
+    let issue = issue_request(&args.procedure);
     let message = match args.rpc {
-        Rpc::Issue => Call::Issue(issue_request(&args.procedure)),
-        Rpc::Batch => Call::Batch(pb::IssueSignatureBatchRequest {
-            request: Some(issue_request(&args.procedure)),
-            count: args.batch_count,
-        }),
+        Rpc::Issue => Call::new(&args, "IssueSignature", &issue),
+        Rpc::Batch => Call::new(
+            &args,
+            "IssueSignatureBatch",
+            &pb::IssueSignatureBatchRequest {
+                request: Some(issue),
+                count: args.batch_count,
+            },
+        ),
         Rpc::Verify => {
-            // Verify a real signature: ask the service for one first.
-            let mut client = UploadSignerClient::new(channels[0].clone());
-            let mut request = Request::new(issue_request(&args.procedure));
-            if let Some(token) = &token {
+            // Verify a real signature: ask the service for one first, with tonic's client.
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", args.target))?
+                    .connect()
+                    .await?;
+            let mut client = pb::upload_signer_client::UploadSignerClient::new(channel);
+            let mut request = tonic::Request::new(issue);
+            if let Some(token) = token {
                 request
                     .metadata_mut()
-                    .insert("authorization", token.clone());
+                    .insert("authorization", format!("Bearer {token}").parse()?);
             }
             let signature = client
                 .issue_signature(request)
                 .await?
                 .into_inner()
                 .signature;
-            Call::Verify(pb::VerifySignatureRequest { signature })
+            Call::new(
+                &args,
+                "VerifySignature",
+                &pb::VerifySignatureRequest { signature },
+            )
         }
     };
 
@@ -303,12 +350,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let workers: Vec<_> = (0..args.concurrency)
         .map(|i| {
-            let client = UploadSignerClient::new(channels[i % channels.len()].clone())
-                .max_decoding_message_size(16 * 1024 * 1024);
             tokio::spawn(worker(
-                client,
+                connections[i % connections.len()].clone(),
                 message.clone(),
-                token.clone(),
                 timeout,
                 schedule.clone(),
             ))
