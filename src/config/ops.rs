@@ -48,6 +48,14 @@ pub const MAX_CALL_TIMEOUT_SECONDS: u32 = 300;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub const MAX_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 const DEFAULT_KEEPALIVE_INTERVAL_SECONDS: u32 = 30;
+/// Default of `max_concurrent_requests`: a backstop against unbounded pile-ups (calls waiting
+/// on the quota store, or for their request body on a starved runtime), high enough that a
+/// burst of a few thousand calls is still served. Deployments that prefer refusing to queueing
+/// set it lower (see BENCHMARKS.md).
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 4096;
+/// Default of `max_concurrent_streams` (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection);
+/// without it tonic advertises no limit, and one client could open any number of streams.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
 const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u32 = 10;
 
 #[derive(Deserialize)]
@@ -74,6 +82,8 @@ pub(super) struct RawTransport {
     http2_keepalive_timeout_seconds: Option<u32>,
     max_connection_age_seconds: Option<u32>,
     max_request_bytes: Option<usize>,
+    max_concurrent_requests: Option<u32>,
+    max_concurrent_streams: Option<u32>,
 }
 
 /// A loaded and checked TLS server configuration (rustls, `ring` provider, ALPN `h2`).
@@ -142,6 +152,12 @@ pub struct TransportSettings {
     pub max_connection_age: Option<Duration>,
     /// Largest request message accepted; larger ones are refused with RESOURCE_EXHAUSTED.
     pub max_request_bytes: usize,
+    /// `UploadSigner` calls handled at once, over all connections; more are refused at once
+    /// with RESOURCE_EXHAUSTED. `None` (0 in the file) sets no bound.
+    pub max_concurrent_requests: Option<usize>,
+    /// Streams one HTTP/2 connection may have open (the client waits for more). `None` (0 in
+    /// the file) sets no bound.
+    pub max_concurrent_streams: Option<u32>,
 }
 
 impl Default for TransportSettings {
@@ -152,6 +168,8 @@ impl Default for TransportSettings {
             http2_keepalive_timeout: secs(DEFAULT_KEEPALIVE_TIMEOUT_SECONDS),
             max_connection_age: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_concurrent_requests: Some(DEFAULT_MAX_CONCURRENT_REQUESTS as usize),
+            max_concurrent_streams: Some(DEFAULT_MAX_CONCURRENT_STREAMS),
         }
     }
 }
@@ -248,12 +266,24 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
             ));
         }
     };
+    let max_concurrent_requests = match raw.max_concurrent_requests {
+        None => defaults.max_concurrent_requests,
+        Some(0) => None,
+        Some(n) => Some(n as usize),
+    };
+    let max_concurrent_streams = match raw.max_concurrent_streams {
+        None => defaults.max_concurrent_streams,
+        Some(0) => None,
+        Some(n) => Some(n),
+    };
     Ok(TransportSettings {
         call_timeout,
         http2_keepalive_interval,
         http2_keepalive_timeout,
         max_connection_age,
         max_request_bytes,
+        max_concurrent_requests,
+        max_concurrent_streams,
     })
 }
 

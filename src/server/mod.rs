@@ -2,6 +2,7 @@
 //! reflection (v1 and v1alpha), deadlines and graceful shutdown; TLS, metrics, quotas and
 //! configuration reload (SIGHUP).
 
+mod overload;
 mod reload;
 mod tls;
 
@@ -183,6 +184,11 @@ pub async fn serve_with(
     let transport = &config.transport;
     let upload_signer =
         UploadSignerServer::new(signer).max_decoding_message_size(transport.max_request_bytes);
+    // Excess calls are refused at once rather than queued (see `overload`).
+    let upload_signer = overload::InFlightLimit::new(
+        upload_signer,
+        transport.max_concurrent_requests.unwrap_or(usize::MAX),
+    );
 
     let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -222,7 +228,8 @@ pub async fn serve_with(
         // Dead peers (a vanished NAT entry, a crashed client) are noticed and their
         // connections closed instead of being kept for ever.
         .http2_keepalive_interval(transport.http2_keepalive_interval)
-        .http2_keepalive_timeout(Some(transport.http2_keepalive_timeout));
+        .http2_keepalive_timeout(Some(transport.http2_keepalive_timeout))
+        .max_concurrent_streams(transport.max_concurrent_streams);
     if let Some(age) = transport.max_connection_age {
         // Long-lived client connections would otherwise stay on the replicas that existed
         // when they connected; closing them gracefully lets new replicas take a share.

@@ -1,0 +1,134 @@
+//! Overload protection (`[transport] max_concurrent_requests`): calls beyond the bound are
+//! refused at once with RESOURCE_EXHAUSTED rather than queued, health still answers, and the
+//! bound frees up as calls finish.
+
+mod service_support;
+
+use std::time::{Duration, Instant};
+
+use service_support::*;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use vod_signer::proto::v1 as pb;
+
+/// How long a refusal may take at most, on a loaded CI machine; it is microseconds unloaded.
+const FAST: Duration = Duration::from_secs(1);
+
+fn limited_config(max: u32) -> vod_signer::config::Config {
+    // A table may come before `[[keys]]`: TOML tables end where the next one starts.
+    let toml = standard_toml(&format!("[transport]\nmax_concurrent_requests = {max}\n"));
+    config_from(&toml, &[("secret-key", SECRET_KEY)])
+}
+
+#[tokio::test]
+async fn calls_over_the_bound_are_refused_at_once_with_resource_exhausted() {
+    let (server, gate) = TestServer::start_gated(limited_config(2)).await;
+    let channel = server.channel().await;
+
+    // Two calls take both places and wait at the gate.
+    let mut held = Vec::new();
+    for user in ["held-1", "held-2"] {
+        let mut client = pb::upload_signer_client::UploadSignerClient::new(channel.clone());
+        held.push(tokio::spawn(async move {
+            client
+                .issue_signature(authed(issue_request(user, Default::default()), FULL))
+                .await
+        }));
+        gate.wait_for_arrival().await;
+    }
+
+    // Every further call, of any method, is refused without waiting.
+    let mut client = pb::upload_signer_client::UploadSignerClient::new(channel.clone());
+    for _ in 0..20 {
+        let started = Instant::now();
+        let status = client
+            .issue_signature(authed(issue_request("excess", Default::default()), FULL))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            started.elapsed() < FAST,
+            "refused after {:?}",
+            started.elapsed()
+        );
+    }
+    let status = client
+        .verify_signature(authed(
+            pb::VerifySignatureRequest {
+                signature: "bm90IGEgc2lnbmF0dXJl".into(),
+            },
+            FULL,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+
+    // Health is not behind the bound: a probe still learns the server is up.
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+
+    // The held calls complete normally, and their places are free again.
+    gate.release(2);
+    for call in held {
+        call.await
+            .unwrap()
+            .expect("a held call succeeds once released");
+    }
+    gate.release(1);
+    client
+        .issue_signature(authed(issue_request("after", Default::default()), FULL))
+        .await
+        .expect("a place is free again");
+}
+
+#[tokio::test]
+async fn a_burst_beyond_the_bound_gets_only_ok_or_resource_exhausted() {
+    let (server, gate) = TestServer::start_gated(limited_config(8)).await;
+    let channel = server.channel().await;
+    // Let every call through the gate: the bound alone decides.
+    gate.release(10_000);
+
+    let calls: Vec<_> = (0..400)
+        .map(|i| {
+            let mut client = pb::upload_signer_client::UploadSignerClient::new(channel.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = client
+                    .issue_signature(authed(
+                        issue_request(&format!("burst-{i}"), Default::default()),
+                        FULL,
+                    ))
+                    .await;
+                (result.map(drop).map_err(|s| s.code()), started.elapsed())
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for call in calls {
+        let (result, elapsed) = call.await.unwrap();
+        match result {
+            Ok(()) => ok += 1,
+            Err(Code::ResourceExhausted) => {
+                refused += 1;
+                assert!(
+                    elapsed < Duration::from_secs(5),
+                    "refused after {elapsed:?}"
+                );
+            }
+            Err(other) => panic!("unexpected status {other:?}"),
+        }
+    }
+    assert_eq!(ok + refused, 400);
+    assert!(
+        ok >= 8,
+        "at least the bound's worth of calls succeed ({ok} did)"
+    );
+}
