@@ -7,7 +7,8 @@
 #   scripts/bench.sh                 # full run, about 3 minutes on 2 cores
 #   DURATION=3 WARMUP=1 scripts/bench.sh   # quick look while developing
 #
-# Phases, each against the signer and then the echo server:
+# Phases, each against the signer and then the echo server (saturation also against a second
+# signer with the audit log off):
 #   saturation  closed loop, $SAT_CONNS connections x $SAT_CONC calls in flight
 #   50% load    open loop at half the signer's measured saturation (same rate for both)
 #   overload    closed loop, $OVERLOAD_CONNS connections x 1,000 calls in flight in total
@@ -24,6 +25,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 SIGNER_PORT=${SIGNER_PORT:-50151}
 ECHO_PORT=${ECHO_PORT:-50161}
+QUIET_PORT=${QUIET_PORT:-50152}
 SAT_CONNS=${SAT_CONNS:-4}
 SAT_CONC=${SAT_CONC:-64}
 OVERLOAD_CONNS=${OVERLOAD_CONNS:-10}
@@ -91,11 +93,16 @@ wait_for_port() {
 RUST_LOG=$SIGNER_RUST_LOG "$SIGNER" serve --config "$work/config.toml" 2>"$work/signer.log" &
 signer_pid=$!
 pids+=("$signer_pid")
+# The same server with the audit log off, to show what per-issuance logging costs.
+sed "s/:$SIGNER_PORT\"/:$QUIET_PORT\"/" "$work/config.toml" >"$work/quiet.toml"
+RUST_LOG=warn "$SIGNER" serve --config "$work/quiet.toml" 2>"$work/quiet.log" &
+pids+=("$!")
 "$ECHO" "127.0.0.1:$ECHO_PORT" >"$work/echo.log" 2>&1 &
 echo_pid=$!
 pids+=("$echo_pid")
 wait_for_port "$SIGNER_PORT"
 wait_for_port "$ECHO_PORT"
+wait_for_port "$QUIET_PORT"
 sleep 0.5
 
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
@@ -135,6 +142,8 @@ per_conn=$(((OVERLOAD_STREAMS + OVERLOAD_CONNS - 1) / OVERLOAD_CONNS))
 echo "== saturation" >&2
 load signer-sat "${signer_args[@]}" --connections "$SAT_CONNS" --concurrency "$SAT_CONC"
 load echo-sat "${echo_args[@]}" --connections "$SAT_CONNS" --concurrency "$SAT_CONC"
+load quiet-sat --target "127.0.0.1:$QUIET_PORT" --token "$BENCH_TOKEN" \
+    --connections "$SAT_CONNS" --concurrency "$SAT_CONC"
 
 half=$(awk -v r="$(field signer-sat ok_rate)" 'BEGIN {printf "%d", r / 2}')
 echo "== open loop at $half/s (half the signer's saturation)" >&2
@@ -175,6 +184,7 @@ Recorded ${DURATION} s per phase after ${WARMUP} s of warm-up; server and load g
 EOF
 row signer-sat "IssueSignature, saturation (${SAT_CONNS}×${SAT_CONC})"
 row echo-sat "echo, saturation (${SAT_CONNS}×${SAT_CONC})"
+row quiet-sat "IssueSignature, audit log off, saturation (${SAT_CONNS}×${SAT_CONC})"
 row signer-half "IssueSignature, open loop ${half}/s"
 row echo-half "echo, open loop ${half}/s"
 row signer-over "IssueSignature, overload (${OVERLOAD_STREAMS} streams)"
