@@ -129,6 +129,10 @@ impl ShutdownSignals {
     #[cfg(unix)]
     fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
+        // SIGHUP reloads the configuration (see `server`). Registering it here too means one
+        // sent before the server listens for it (`systemctl reload` right after start) is
+        // dropped instead of meeting the default action, which would kill the process.
+        drop(signal(SignalKind::hangup())?);
         Ok(ShutdownSignals {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
