@@ -3,11 +3,13 @@
 
 mod ops_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ops_support::server::*;
 use tonic::Code;
 use vod_signer::config::Config;
+use vod_signer::server::ServeOptions;
+use vod_signer::service::IssueGate;
 
 #[tokio::test]
 async fn requests_over_max_request_bytes_are_refused() {
@@ -72,6 +74,97 @@ async fn connections_are_closed_after_max_connection_age() {
     issue(&mut client, "alice").await.unwrap();
     aged.stop().await;
     unlimited.stop().await;
+}
+
+#[tokio::test]
+async fn calls_are_cut_at_call_timeout_even_without_a_client_deadline() {
+    let dir = ConfigDir::new();
+    dir.write_config(&config_toml(
+        KEY_A,
+        false,
+        "[transport]\ncall_timeout_seconds = 1",
+        "",
+    ));
+    // The gate holds every IssueSignature call until released: a stuck call.
+    let gate = IssueGate::new();
+    let options = ServeOptions {
+        issue_gate: Some(gate.clone()),
+        ..ServeOptions::default()
+    };
+    let server = OpsServer::start_with(dir.load(), options).await;
+    let mut client = server.client().await;
+    let started = Instant::now();
+    let status = issue(&mut client, "alice").await.unwrap_err();
+    let elapsed = started.elapsed();
+    // tonic reports its own timeout as CANCELLED ("Timeout expired").
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+    gate.release(1);
+    let text = server.metrics().await;
+    assert_eq!(
+        series(
+            &text,
+            "vod_signer_grpc_requests_total{grpc_service=\"vod.signer.v1.UploadSigner\",grpc_method=\"IssueSignature\",grpc_code=\"CANCELLED\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    server.stop().await;
+}
+
+/// Speaks just enough HTTP/2 to open a connection (preface and SETTINGS), then ignores
+/// everything, PINGs included, and reports whether the server closed it within `limit`.
+async fn unresponsive_peer_dropped_within(addr: std::net::SocketAddr, limit: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut buffer = [0u8; 4096];
+    let read_until_closed = async {
+        loop {
+            match tcp.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_until_closed).await.is_ok()
+}
+
+#[tokio::test]
+async fn http2_keepalive_drops_peers_that_stop_answering() {
+    let dir = ConfigDir::new();
+    dir.write_config(&config_toml(
+        KEY_A,
+        false,
+        "[transport]\nhttp2_keepalive_interval_seconds = 1\nhttp2_keepalive_timeout_seconds = 1",
+        "",
+    ));
+    let keepalive = OpsServer::start(dir.load()).await;
+    dir.write_config(&config_toml(
+        KEY_A,
+        false,
+        "[transport]\nhttp2_keepalive_interval_seconds = 0",
+        "",
+    ));
+    let no_keepalive = OpsServer::start(dir.load()).await;
+    let (dropped, kept) = tokio::join!(
+        unresponsive_peer_dropped_within(keepalive.addr, Duration::from_secs(8)),
+        unresponsive_peer_dropped_within(no_keepalive.addr, Duration::from_secs(3)),
+    );
+    assert!(dropped, "a peer that ignores PINGs was not dropped");
+    assert!(
+        !kept,
+        "without keepalive the idle peer should stay connected"
+    );
+    keepalive.stop().await;
+    no_keepalive.stop().await;
 }
 
 #[test]

@@ -102,16 +102,24 @@ impl OpsServer {
     }
 
     pub async fn start_with_clock(config: Config, clock: Clock) -> OpsServer {
+        let options = ServeOptions {
+            clock,
+            ..ServeOptions::default()
+        };
+        OpsServer::start_with(config, options).await
+    }
+
+    /// With `options`; its metrics listener and reload requests are the helper's own.
+    pub async fn start_with(config: Config, options: ServeOptions) -> OpsServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics_addr = metrics.local_addr().unwrap();
         let (reload, requests) = reload_channel();
         let options = ServeOptions {
-            clock,
             metrics_listener: Some(metrics),
             reload: Some(requests),
-            ..ServeOptions::default()
+            ..options
         };
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = async move {
