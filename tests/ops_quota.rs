@@ -174,6 +174,39 @@ async fn redis_down_applies_on_store_error_quickly_and_is_counted() {
 }
 
 #[tokio::test]
+async fn counting_resumes_when_redis_comes_back() {
+    let mut redis = RedisServer::start();
+    let store = store(&redis);
+    assert_eq!(
+        take(&store, "alice", 1, 5, T0).await,
+        Decision::Allowed { used: 1 }
+    );
+    redis.stop();
+    assert!(store.take("bff", "alice", 1, 5, T0).await.is_err());
+
+    // A restarted Redis is empty (no persistence); the same store reconnects by itself.
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match store.take("bff", "alice", 1, 5, T0).await {
+            Ok(decision) => {
+                assert_eq!(decision, Decision::Allowed { used: 1 });
+                break;
+            }
+            Err(error) => assert!(
+                std::time::Instant::now() < deadline,
+                "still failing after Redis came back: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        take(&store, "alice", 4, 5, T0).await,
+        Decision::Allowed { used: 5 }
+    );
+}
+
+#[tokio::test]
 async fn redis_unreachable_from_the_start_does_not_stop_the_store_from_being_built() {
     // A port nothing listens on: the service must still start and apply on_store_error.
     let port = {

@@ -9,7 +9,8 @@ use dashmap::mapref::entry::Entry;
 use super::{Decision, StoreError, window_of};
 
 /// Default bound on distinct (caller, user) pairs counted in one window. An entry is about
-/// 100 bytes plus the user id, so this caps the store near 30 MiB even with long user ids.
+/// 100 bytes plus the caller name and user id: some 25 MiB with ids of a few dozen bytes, and
+/// at worst (every id 256 four-byte characters) about 250 MiB.
 pub const DEFAULT_MAX_KEYS: usize = 200_000;
 
 /// Counters in a sharded concurrent map: calls for different users rarely touch the same

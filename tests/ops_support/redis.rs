@@ -17,31 +17,45 @@ impl RedisServer {
         // Bind-and-release picks a port the kernel considers free; redis-server claims it a
         // moment later. Tests run in parallel, so a rare clash is retried with a new port.
         for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .args(["--daemonize", "no", "--loglevel", "warning"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match child {
-                Ok(child) => child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                    "redis-server is not installed: these tests need a real Redis \
-                     (Debian/Ubuntu: apt-get install -y redis-server)"
-                ),
-                Err(e) => panic!("cannot start redis-server: {e}"),
-            };
-            let mut server = RedisServer { child, port };
-            if server.wait_until_ready() {
+            if let Some(server) = RedisServer::try_start(free_port()) {
                 return server;
             }
-            // Exited (port taken) or never answered: drop kills it; try another port.
         }
         panic!("redis-server did not start answering PING on any of 5 ports");
+    }
+
+    /// Starts a server on `port` again (after [`RedisServer::stop`]), as a restarted Redis.
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.port;
+        let restarted = RedisServer::try_start(port)
+            .unwrap_or_else(|| panic!("redis-server did not restart on port {port}"));
+        // Take over the new process; the old handle's drop must not kill it.
+        let old = std::mem::replace(self, restarted);
+        std::mem::forget(old);
+    }
+
+    fn try_start(port: u16) -> Option<RedisServer> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-server is not installed: these tests need a real Redis \
+                 (Debian/Ubuntu: apt-get install -y redis-server)"
+            ),
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        };
+        let mut server = RedisServer { child, port };
+        // Exited (port taken) or never answered: drop kills it.
+        server.wait_until_ready().then_some(server)
     }
 
     pub fn url(&self) -> String {
