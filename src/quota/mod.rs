@@ -15,7 +15,8 @@ mod redis_store;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
 pub use redis_store::RedisStore;
@@ -152,7 +153,15 @@ pub struct Quotas {
     store: QuotaStore,
     on_store_error: OnStoreError,
     metrics: Arc<Metrics>,
+    started: Instant,
+    /// Milliseconds after `started` of the last warning, and failures since then: during an
+    /// outage every call fails, and one log line per call would drown everything else.
+    last_warning_ms: AtomicU64,
+    unlogged_failures: AtomicU64,
 }
+
+/// At most one store-failure warning per this interval; the metrics count every failure.
+const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Quotas {
     pub fn new(store: QuotaStore, on_store_error: OnStoreError, metrics: Arc<Metrics>) -> Self {
@@ -160,6 +169,9 @@ impl Quotas {
             store,
             on_store_error,
             metrics,
+            started: Instant::now(),
+            last_warning_ms: AtomicU64::new(0),
+            unlogged_failures: AtomicU64::new(0),
         }
     }
 
@@ -196,21 +208,41 @@ impl Quotas {
             Err(error) => {
                 self.metrics
                     .quota_store_error(self.store.kind(), self.on_store_error);
-                // The user id is not logged: this line is about the store, and a burst of
-                // failures would otherwise copy every active user into the logs.
-                tracing::warn!(
-                    store = self.store.kind(),
-                    caller,
-                    on_store_error = self.on_store_error.as_str(),
-                    error = %error,
-                    "quota store failed; applying on_store_error"
-                );
+                self.warn(caller, &error);
                 match self.on_store_error {
                     OnStoreError::Allow => Admission::Allowed,
                     OnStoreError::Deny => Admission::StoreUnavailable,
                 }
             }
         }
+    }
+}
+
+impl Quotas {
+    /// Logs a store failure, at most once per [`WARNING_INTERVAL`], with how many went
+    /// unlogged since the last line. The user id is not logged: the line is about the store.
+    fn warn(&self, caller: &str, error: &StoreError) {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let last = self.last_warning_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now_ms.saturating_sub(last) >= WARNING_INTERVAL.as_millis() as u64;
+        if !due
+            || self
+                .last_warning_ms
+                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            self.unlogged_failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let suppressed = self.unlogged_failures.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            store = self.store.kind(),
+            caller,
+            on_store_error = self.on_store_error.as_str(),
+            error = %error,
+            similar_failures_not_logged = suppressed,
+            "quota store failed; applying on_store_error"
+        );
     }
 }
 

@@ -199,3 +199,29 @@ fn on_store_error_parses_only_the_documented_values() {
     assert_eq!(OnStoreError::parse("Deny"), None);
     assert_eq!(OnStoreError::default(), OnStoreError::Deny);
 }
+
+#[tokio::test]
+async fn store_failures_are_logged_at_most_once_a_second_but_all_counted() {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let quotas = Quotas::new(
+        QuotaStore::Memory(MemoryStore::new(0)),
+        OnStoreError::Deny,
+        metrics.clone(),
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            quotas.admit("bff", "alice", 1, 5, T0).await,
+            Admission::StoreUnavailable
+        );
+    }
+    // The first failure was logged; the next four, within the same second, were not.
+    assert_eq!(
+        quotas
+            .unlogged_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
+    assert!(metrics.encode().contains(
+        "vod_signer_quota_store_errors_total{store=\"memory\",on_store_error=\"deny\"} 5"
+    ));
+}
