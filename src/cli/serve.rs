@@ -50,7 +50,8 @@ pub enum LogFormat {
 const SERVER_FAILED: i32 = 1;
 
 pub fn run(args: ServeArgs) -> i32 {
-    init_logging(args.log_format);
+    // Held until `run` returns: dropping it flushes the log lines still queued.
+    let _log_flush = init_logging(args.log_format);
     let mut config = match (&args.config, args.dev) {
         (Some(path), _) => match Config::load(path) {
             Ok(config) => config,
@@ -96,7 +97,11 @@ pub fn run(args: ServeArgs) -> i32 {
     })
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a background writer thread: with one audit line per signature, a
+/// synchronous write on the async worker threads stalled every call whenever stderr was slow
+/// (a pipe to a busy collector, a large file). The writer is lossless: when its queue is full,
+/// logging waits rather than dropping audit events.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = match EnvFilter::try_from_default_env() {
         Ok(filter) => filter,
         Err(e) => {
@@ -106,9 +111,13 @@ fn init_logging(format: LogFormat) {
             EnvFilter::new("info")
         }
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("vod-signer-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // Colour codes only help a person at a terminal; in a file they are noise.
         .with_ansi(std::io::stderr().is_terminal());
     // `try_init` fails only if a subscriber is already set (as in tests); that one stays.
@@ -116,6 +125,7 @@ fn init_logging(format: LogFormat) {
         LogFormat::Plain => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    guard
 }
 
 struct ShutdownSignals {
