@@ -86,6 +86,21 @@ async fn mtls_requires_a_client_certificate_from_the_client_ca() {
         !matches!(foreign, Some(Ok(_))),
         "a client certificate from another CA was accepted"
     );
+    // Both refusals are visible to the operator. The server counts a refusal after sending
+    // its alert, so the client may learn of it first: poll briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = server.metrics().await;
+        let refused = series(
+            &text,
+            "vod_signer_tls_handshake_failures_total{reason=\"error\"}",
+        );
+        if refused.is_some_and(|n| n >= 2.0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     server.stop().await;
 }
 

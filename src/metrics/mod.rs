@@ -10,6 +10,7 @@
 //! | `vod_signer_quota_rejections_total` | `caller` |
 //! | `vod_signer_quota_store_errors_total` | `store`, `on_store_error` |
 //! | `vod_signer_config_reloads_total` | `result` (`ok`, `failed`) |
+//! | `vod_signer_tls_handshake_failures_total` | `reason` (`error`, `timeout`) |
 //!
 //! The hot path touches atomics only: label sets are fixed enums resolved once into counter
 //! handles (gRPC method × code, verification outcome), and per-caller counters are cached
@@ -68,6 +69,11 @@ struct ReloadLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    reason: &'static str,
+}
+
 /// A counter per caller, registered on first use and then found by name without allocating.
 /// Callers come from the configuration, so the label's cardinality is bounded by it.
 struct CallerCounters {
@@ -115,6 +121,8 @@ pub struct Metrics {
     quota_store_errors: Family<StoreErrorLabels, Counter>,
     reloads_ok: Counter,
     reloads_failed: Counter,
+    handshake_errors: Counter,
+    handshake_timeouts: Counter,
 }
 
 impl Metrics {
@@ -175,6 +183,15 @@ impl Metrics {
         );
         let reloads_ok = reloads.get_or_create_owned(&ReloadLabels { result: "ok" });
         let reloads_failed = reloads.get_or_create_owned(&ReloadLabels { result: "failed" });
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed (e.g. a client without the required certificate) or timed out",
+            handshakes.clone(),
+        );
+        let handshake_errors = handshakes.get_or_create_owned(&HandshakeLabels { reason: "error" });
+        let handshake_timeouts =
+            handshakes.get_or_create_owned(&HandshakeLabels { reason: "timeout" });
         Metrics {
             registry,
             requests,
@@ -187,6 +204,8 @@ impl Metrics {
             quota_store_errors,
             reloads_ok,
             reloads_failed,
+            handshake_errors,
+            handshake_timeouts,
         }
     }
 
@@ -227,6 +246,15 @@ impl Metrics {
                 on_store_error: on_store_error.as_str(),
             })
             .inc();
+    }
+
+    /// A TLS handshake that did not complete: `timed_out`, or refused by either side.
+    pub fn tls_handshake_failed(&self, timed_out: bool) {
+        if timed_out {
+            self.handshake_timeouts.inc();
+        } else {
+            self.handshake_errors.inc();
+        }
     }
 
     pub fn config_reloaded(&self, ok: bool) {

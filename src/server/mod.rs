@@ -250,7 +250,8 @@ pub async fn serve_with(
             Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
         }
         Some(tls) => {
-            Box::pin(router.serve_with_incoming_shutdown(tls::incoming(listener, tls), signal))
+            let incoming = tls::incoming(listener, tls, metrics.clone());
+            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
         }
     };
     tokio::pin!(server);

@@ -16,6 +16,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
+use crate::metrics::Metrics;
+
 /// A client that has not finished its handshake by then is dropped; otherwise idle
 /// half-open connections would pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,12 +28,14 @@ const READY_BACKLOG: usize = 64;
 /// Accepts TCP connections on `listener` and yields them once their TLS handshake (with the
 /// configuration in `config` at accept time) has succeeded. Handshakes run concurrently, so
 /// a slow client does not hold up the others. A failed handshake, e.g. a client without the
-/// certificate mTLS requires, closes that connection and is logged at debug level.
+/// certificate mTLS requires, closes that connection, is logged at debug level (a port scan
+/// should not flood the log) and counted in `metrics`.
 ///
 /// Accepting stops when the returned stream is dropped (the server has shut down).
 pub(super) fn incoming(
     listener: TcpListener,
     config: Arc<ArcSwap<ServerConfig>>,
+    metrics: Arc<Metrics>,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (ready, stream) = mpsc::channel(READY_BACKLOG);
     tokio::spawn(async move {
@@ -51,15 +55,20 @@ pub(super) fn incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.load_full());
             let ready = ready.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let _ = ready.send(Ok(stream)).await;
                     }
                     Ok(Err(error)) => {
+                        metrics.tls_handshake_failed(false);
                         tracing::debug!(%peer, %error, "TLS handshake failed");
                     }
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Err(_) => {
+                        metrics.tls_handshake_failed(true);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                    }
                 }
             });
         }
