@@ -26,11 +26,20 @@ fn stderr(o: &Output) -> String {
 }
 
 fn assert_no_secret(o: &Output) {
-    assert!(!stdout(o).contains(KEY) && !stderr(o).contains(KEY), "the SecretKey leaked");
+    assert!(
+        !stdout(o).contains(KEY) && !stderr(o).contains(KEY),
+        "the SecretKey leaked"
+    );
 }
 
 fn sign(extra: &[&str]) -> String {
-    let mut args = vec!["sign", "--secret-id", "AKIDcli", "--secret-key-env", KEY_VAR];
+    let mut args = vec![
+        "sign",
+        "--secret-id",
+        "AKIDcli",
+        "--secret-key-env",
+        KEY_VAR,
+    ];
     args.extend_from_slice(extra);
     let out = vod_signer(&args);
     assert_no_secret(&out);
@@ -133,7 +142,14 @@ fn verify_reports_each_early_failure() {
     );
 
     let out = Command::new(env!("CARGO_BIN_EXE_vod-signer"))
-        .args(["verify", &signature, "--secret-id", "AKIDcli", "--secret-key-env", KEY_VAR])
+        .args([
+            "verify",
+            &signature,
+            "--secret-id",
+            "AKIDcli",
+            "--secret-key-env",
+            KEY_VAR,
+        ])
         .env(KEY_VAR, "another key")
         .output()
         .unwrap();
@@ -179,31 +195,73 @@ fn bad_input_is_refused_with_a_message_naming_the_problem() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--validity", "7776001"], "90 days"),
         (vec!["--validity", "0"], "at least 1 second"),
-        (vec!["--source-context", &long_context], "sourceContext is 251 characters"),
-        (vec!["--procedure", "p", "--task-priority", "11"], "taskPriority must be between -10 and 10"),
-        (vec!["--procedure", "p", "--task-notify-mode", "Sometimes"], "taskNotifyMode must be"),
-        (vec!["--task-priority", "1"], "only applies together with a non-empty procedure"),
+        (
+            vec!["--source-context", &long_context],
+            "sourceContext is 251 characters",
+        ),
+        (
+            vec!["--procedure", "p", "--task-priority", "11"],
+            "taskPriority must be between -10 and 10",
+        ),
+        (
+            vec!["--procedure", "p", "--task-notify-mode", "Sometimes"],
+            "taskNotifyMode must be",
+        ),
+        (
+            vec!["--task-priority", "1"],
+            "only applies together with a non-empty procedure",
+        ),
         (vec!["--storage-region", "AP CHONGQING"], "storageRegion"),
     ];
     for (extra, message) in cases {
-        let mut args = vec!["sign", "--secret-id", "AKIDcli", "--secret-key-env", KEY_VAR];
+        let mut args = vec![
+            "sign",
+            "--secret-id",
+            "AKIDcli",
+            "--secret-key-env",
+            KEY_VAR,
+        ];
         args.extend_from_slice(&extra);
         let out = vod_signer(&args);
         assert_eq!(out.status.code(), Some(2), "{extra:?}");
         assert!(stdout(&out).is_empty(), "{extra:?}");
-        assert!(stderr(&out).contains(message), "{extra:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(message),
+            "{extra:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
 #[test]
 fn the_secret_key_comes_only_from_env_or_file() {
-    let out = vod_signer(&["sign", "--secret-id", "AKIDcli", "--secret-key-env", "VOD_SIGNER_UNSET_VAR"]);
+    let out = vod_signer(&[
+        "sign",
+        "--secret-id",
+        "AKIDcli",
+        "--secret-key-env",
+        "VOD_SIGNER_UNSET_VAR",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("VOD_SIGNER_UNSET_VAR is not set"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("VOD_SIGNER_UNSET_VAR is not set"),
+        "{}",
+        stderr(&out)
+    );
 
-    let out = vod_signer(&["sign", "--secret-id", "AKIDcli", "--secret-key-file", "/nonexistent/key"]);
+    let out = vod_signer(&[
+        "sign",
+        "--secret-id",
+        "AKIDcli",
+        "--secret-key-file",
+        "/nonexistent/key",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent/key"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/key"),
+        "{}",
+        stderr(&out)
+    );
 
     // There is no flag that takes the key itself.
     let out = vod_signer(&["sign", "--secret-id", "AKIDcli", "--secret-key", KEY]);
