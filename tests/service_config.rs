@@ -203,18 +203,31 @@ token_env = "TEST_CALLER_TOKEN"
     let addr = serve.wait_for(serving_addr);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let issued = runtime.block_on(async {
+    let (issued, batch) = runtime.block_on(async {
         let mut client = UploadSignerClient::connect(format!("http://{addr}"))
             .await
             .unwrap();
-        client
+        let issued = client
             .issue_signature(authed(
                 issue_request("audited-user", Default::default()),
                 TOKEN,
             ))
             .await
             .unwrap()
+            .into_inner();
+        let batch = client
+            .issue_signature_batch(authed(
+                pb::IssueSignatureBatchRequest {
+                    request: Some(issue_request("batch-user", Default::default())),
+                    count: 3,
+                },
+                TOKEN,
+            ))
+            .await
+            .unwrap()
             .into_inner()
+            .signatures;
+        (issued, batch)
     });
     assert_eq!(issued.secret_id, "AKIDfromEnv");
 
@@ -229,11 +242,25 @@ token_env = "TEST_CALLER_TOKEN"
     assert_eq!(fields["expires_at"], issued.expires_at);
     assert_eq!(fields["fingerprint"], issued.fingerprint.as_str());
 
+    // A batch is one audit event naming every signature it minted.
+    let batch_audit: serde_json::Value = serve.wait_for(|line| {
+        let event: serde_json::Value = serde_json::from_str(line).ok()?;
+        (event["target"] == "audit" && event["fields"]["user_id"] == "batch-user").then_some(event)
+    });
+    let fields = &batch_audit["fields"];
+    assert_eq!(fields["count"], 3);
+    let fingerprints: Vec<&str> = batch.iter().map(|s| s.fingerprint.as_str()).collect();
+    assert_eq!(fields["fingerprints"], fingerprints.join(","));
+
     serve.signal("TERM");
     let (code, lines) = serve.finish();
     let all = lines.join("\n");
     assert_eq!(code, 0, "{all}");
-    for secret in [issued.signature.as_str(), TOKEN, KEY] {
+    let batch_signatures = batch.iter().map(|s| s.signature.as_str());
+    for secret in [issued.signature.as_str(), TOKEN, KEY]
+        .into_iter()
+        .chain(batch_signatures)
+    {
         assert!(!all.contains(secret), "a secret reached the log:\n{all}");
     }
     // The shutdown was the graceful one.
