@@ -1,6 +1,7 @@
-//! Overload protection (`[transport] max_concurrent_requests`): calls beyond the bound are
-//! refused at once with RESOURCE_EXHAUSTED rather than queued, health still answers, and the
-//! bound frees up as calls finish.
+//! Overload protection (`[transport] max_concurrent_requests`, `max_queue_delay_ms`): calls
+//! beyond the bound are refused at once with RESOURCE_EXHAUSTED rather than queued, health
+//! still answers, and the bound frees up as calls finish. (When queue-delay shedding starts
+//! and stops is tested on its own, with synthetic times, in `src/server/admission.rs`.)
 
 mod service_support;
 
@@ -131,4 +132,46 @@ async fn a_burst_beyond_the_bound_gets_only_ok_or_resource_exhausted() {
         ok >= 8,
         "at least the bound's worth of calls succeed ({ok} did)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_tight_queue_bound_a_burst_gets_only_ok_or_resource_exhausted() {
+    // 1 ms: on a debug build the burst below queues far longer, so shedding may start.
+    let toml = standard_toml("[transport]\nmax_queue_delay_ms = 1\nmax_concurrent_requests = 0\n");
+    let server = TestServer::start(config_from(&toml, &[("secret-key", SECRET_KEY)])).await;
+    let channel = server.channel().await;
+    let calls: Vec<_> = (0..1000)
+        .map(|i| {
+            let mut client = pb::upload_signer_client::UploadSignerClient::new(channel.clone());
+            tokio::spawn(async move {
+                client
+                    .issue_signature(authed(
+                        issue_request(&format!("queued-{i}"), Default::default()),
+                        FULL,
+                    ))
+                    .await
+                    .map(drop)
+                    .map_err(|s| (s.code(), s.message().to_owned()))
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err((Code::ResourceExhausted, message)) => {
+                assert!(message.contains("overloaded"), "{message}");
+            }
+            Err(other) => panic!("unexpected status {other:?}"),
+        }
+    }
+    assert!(ok >= 1, "the first calls of a burst are always served");
+
+    // Once the burst is over the server serves again.
+    let mut client = pb::upload_signer_client::UploadSignerClient::new(channel);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client
+        .issue_signature(authed(issue_request("after", Default::default()), FULL))
+        .await
+        .expect("served after the burst");
 }

@@ -56,6 +56,13 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 4096;
 /// Default of `max_concurrent_streams` (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection);
 /// without it tonic advertises no limit, and one client could open any number of streams.
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Default of `max_queue_delay_ms`: how long an accepted `UploadSigner` call may wait for a
+/// worker thread before it is refused instead of started. A call is microseconds of work, so
+/// a wait this long means the server is past saturation; the answer would come late for
+/// every call behind it too.
+pub const DEFAULT_MAX_QUEUE_DELAY_MS: u32 = 20;
+/// Upper end of `max_queue_delay_ms`: beyond this the bound would not bound anything.
+pub const MAX_MAX_QUEUE_DELAY_MS: u32 = 60_000;
 const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u32 = 10;
 
 #[derive(Deserialize)]
@@ -84,6 +91,7 @@ pub(super) struct RawTransport {
     max_request_bytes: Option<usize>,
     max_concurrent_requests: Option<u32>,
     max_concurrent_streams: Option<u32>,
+    max_queue_delay_ms: Option<u32>,
 }
 
 /// A loaded and checked TLS server configuration (rustls, `ring` provider, ALPN `h2`).
@@ -158,6 +166,10 @@ pub struct TransportSettings {
     /// Streams one HTTP/2 connection may have open (the client waits for more). `None` (0 in
     /// the file) sets no bound.
     pub max_concurrent_streams: Option<u32>,
+    /// How long an accepted `UploadSigner` call may wait to be started (the runtime's queue)
+    /// before it is refused with RESOURCE_EXHAUSTED instead. `None` (0 in the file) lets calls
+    /// wait up to their deadline.
+    pub max_queue_delay: Option<Duration>,
 }
 
 impl Default for TransportSettings {
@@ -170,6 +182,7 @@ impl Default for TransportSettings {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_concurrent_requests: Some(DEFAULT_MAX_CONCURRENT_REQUESTS as usize),
             max_concurrent_streams: Some(DEFAULT_MAX_CONCURRENT_STREAMS),
+            max_queue_delay: Some(Duration::from_millis(u64::from(DEFAULT_MAX_QUEUE_DELAY_MS))),
         }
     }
 }
@@ -276,6 +289,17 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
         Some(0) => None,
         Some(n) => Some(n),
     };
+    let max_queue_delay = match raw.max_queue_delay_ms {
+        None => defaults.max_queue_delay,
+        Some(0) => None,
+        Some(ms @ 1..=MAX_MAX_QUEUE_DELAY_MS) => Some(Duration::from_millis(u64::from(ms))),
+        Some(ms) => {
+            return Err(ConfigError::field(
+                "transport.max_queue_delay_ms",
+                format!("{ms} is not between 0 (no bound) and {MAX_MAX_QUEUE_DELAY_MS}"),
+            ));
+        }
+    };
     Ok(TransportSettings {
         call_timeout,
         http2_keepalive_interval,
@@ -284,6 +308,7 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
         max_request_bytes,
         max_concurrent_requests,
         max_concurrent_streams,
+        max_queue_delay,
     })
 }
 

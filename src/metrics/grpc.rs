@@ -1,12 +1,10 @@
-//! A tower layer that counts every gRPC call by method and status code and times it.
+//! Counting every gRPC call by method and status code, and timing it.
 //!
-//! It sits outside the services, so calls refused before reaching them (unknown methods,
-//! load shedding, timeouts) are counted too. A gRPC status travels in the response headers
+//! A gRPC status travels in the response headers
 //! when the call fails before any message ("trailers-only"), otherwise in the trailers at the
 //! end of the body; the layer reads whichever comes, and a body dropped before its trailers
 //! (the client went away) counts as `CANCELLED`.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,8 +12,7 @@ use std::time::Instant;
 
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
-use tonic::codegen::Service;
-use tonic::codegen::http::{HeaderMap, Request, Response};
+use tonic::codegen::http::{HeaderMap, Response};
 
 use super::Metrics;
 
@@ -85,91 +82,48 @@ fn status_in(headers: &HeaderMap) -> Option<usize> {
     Some(code)
 }
 
-/// Adds [`MetricsService`] around the gRPC routes (`Server::builder().layer(..)`).
-#[derive(Clone, Debug)]
-pub struct MetricsLayer {
-    metrics: Arc<Metrics>,
-}
-
-impl MetricsLayer {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        MetricsLayer { metrics }
-    }
-}
-
-impl<S> tower_layer::Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct MetricsService<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S> Service<Request<Body>> for MetricsService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let call = Call {
-            metrics: self.metrics.clone(),
-            method: method_index(request.uri().path()),
-            started: Instant::now(),
-            finished: false,
-        };
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let mut call = call;
-            match response.await {
-                Ok(response) => {
-                    if let Some(code) = status_in(response.headers()) {
-                        call.finish(code);
-                        return Ok(response);
-                    }
-                    let (parts, body) = response.into_parts();
-                    let body = MeteredBody {
-                        inner: body,
-                        call: Some(call),
-                    };
-                    Ok(Response::from_parts(parts, Body::new(body)))
-                }
-                Err(e) => {
-                    // The transport answers such errors itself, without a gRPC status.
-                    call.finish(UNKNOWN);
-                    Err(e)
-                }
-            }
-        })
-    }
-}
-
-/// One call being measured; recorded exactly once, as `CANCELLED` if dropped unfinished.
-struct Call {
+/// One gRPC call being measured, from its arrival to its status. The server starts one when
+/// HTTP/2 hands it a stream, so calls refused before reaching a service (load shedding,
+/// deadlines, unknown methods) are counted too. Recorded exactly once; dropped unfinished (the
+/// client went away) it counts as `CANCELLED`.
+pub struct CallRecorder {
     metrics: Arc<Metrics>,
     method: usize,
     started: Instant,
     finished: bool,
 }
 
-impl Call {
-    fn finish(&mut self, code: usize) {
+impl CallRecorder {
+    pub fn new(metrics: Arc<Metrics>, path: &str, started: Instant) -> Self {
+        CallRecorder {
+            metrics,
+            method: method_index(path),
+            started,
+            finished: false,
+        }
+    }
+
+    /// The call ended with `code` without a response from a service.
+    pub fn finish(mut self, code: tonic::Code) {
+        self.record(code as usize);
+    }
+
+    /// The service answered: the status is in `response`'s headers (trailers-only) or will be
+    /// in the trailers at the end of its body, which is watched for them.
+    pub fn watch(mut self, response: Response<Body>) -> Response<Body> {
+        if let Some(code) = status_in(response.headers()) {
+            self.record(code);
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let body = MeteredBody {
+            inner: body,
+            call: Some(self),
+        };
+        Response::from_parts(parts, Body::new(body))
+    }
+
+    fn record(&mut self, code: usize) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
@@ -180,16 +134,16 @@ impl Call {
     }
 }
 
-impl Drop for Call {
+impl Drop for CallRecorder {
     fn drop(&mut self) {
-        self.finish(CANCELLED);
+        self.record(CANCELLED);
     }
 }
 
 /// The response body, watched for the trailers that carry the status.
 struct MeteredBody {
     inner: Body,
-    call: Option<Call>,
+    call: Option<CallRecorder>,
 }
 
 impl HttpBody for MeteredBody {
@@ -206,12 +160,12 @@ impl HttpBody for MeteredBody {
                 if let Some(trailers) = frame.trailers_ref()
                     && let Some(mut call) = self.call.take()
                 {
-                    call.finish(status_in(trailers).unwrap_or(UNKNOWN));
+                    call.record(status_in(trailers).unwrap_or(UNKNOWN));
                 }
             }
             Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
                 if let Some(mut call) = self.call.take() {
-                    call.finish(UNKNOWN);
+                    call.record(UNKNOWN);
                 }
             }
             Poll::Pending => {}

@@ -11,6 +11,7 @@
 //! | `vod_signer_quota_store_errors_total` | `store`, `on_store_error` |
 //! | `vod_signer_config_reloads_total` | `result` (`ok`, `failed`) |
 //! | `vod_signer_tls_handshake_failures_total` | `reason` (`error`, `timeout`) |
+//! | `vod_signer_calls_shed_total` | `reason` (`in_flight`, `queue_delay`) |
 //!
 //! The hot path touches atomics only: label sets are fixed enums resolved once into counter
 //! handles (gRPC method × code, verification outcome), and per-caller counters are cached
@@ -29,7 +30,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-pub use grpc::{MetricsLayer, MetricsService};
+pub use grpc::CallRecorder;
 pub use http::{MetricsServerError, serve_metrics};
 
 use crate::quota::OnStoreError;
@@ -72,6 +73,31 @@ struct ReloadLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandshakeLabels {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    reason: &'static str,
+}
+
+/// Why the server refused a call to protect the others (`RESOURCE_EXHAUSTED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// `[transport] max_concurrent_requests` calls were already in flight.
+    InFlight,
+    /// The call waited longer than `[transport] max_queue_delay_ms` to be started.
+    QueueDelay,
+}
+
+impl Shed {
+    pub const ALL: [Shed; 2] = [Shed::InFlight, Shed::QueueDelay];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shed::InFlight => "in_flight",
+            Shed::QueueDelay => "queue_delay",
+        }
+    }
 }
 
 /// A counter per caller, registered on first use and then found by name without allocating.
@@ -123,6 +149,7 @@ pub struct Metrics {
     reloads_failed: Counter,
     handshake_errors: Counter,
     handshake_timeouts: Counter,
+    shed: [Counter; Shed::ALL.len()],
 }
 
 impl Metrics {
@@ -192,6 +219,17 @@ impl Metrics {
         let handshake_errors = handshakes.get_or_create_owned(&HandshakeLabels { reason: "error" });
         let handshake_timeouts =
             handshakes.get_or_create_owned(&HandshakeLabels { reason: "timeout" });
+        let shed_family = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "calls_shed",
+            "Calls refused with RESOURCE_EXHAUSTED because the server was overloaded, by reason",
+            shed_family.clone(),
+        );
+        let shed = Shed::ALL.map(|reason| {
+            shed_family.get_or_create_owned(&ShedLabels {
+                reason: reason.as_str(),
+            })
+        });
         Metrics {
             registry,
             requests,
@@ -206,6 +244,7 @@ impl Metrics {
             reloads_failed,
             handshake_errors,
             handshake_timeouts,
+            shed,
         }
     }
 
@@ -255,6 +294,11 @@ impl Metrics {
         } else {
             self.handshake_errors.inc();
         }
+    }
+
+    /// A call refused to protect the others; its status is counted by its [`CallRecorder`].
+    pub fn call_shed(&self, reason: Shed) {
+        self.shed[reason as usize].inc();
     }
 
     pub fn config_reloaded(&self, ok: bool) {

@@ -82,3 +82,27 @@ fn request_counters_and_histograms_are_created_on_first_use() {
         Some(1.0)
     );
 }
+
+#[test]
+fn shed_calls_are_counted_by_reason_from_zero() {
+    let metrics = Metrics::new();
+    let series = |reason: &str| format!("vod_signer_calls_shed_total{{reason=\"{reason}\"}}");
+    // Both reasons show before anything was shed, so an alert need not wait for a first one.
+    let text = metrics.encode();
+    assert_eq!(line_value(&text, &series("in_flight")), Some(0.0), "{text}");
+    assert_eq!(
+        line_value(&text, &series("queue_delay")),
+        Some(0.0),
+        "{text}"
+    );
+    metrics.call_shed(Shed::QueueDelay);
+    metrics.call_shed(Shed::QueueDelay);
+    metrics.call_shed(Shed::InFlight);
+    let text = metrics.encode();
+    assert_eq!(line_value(&text, &series("in_flight")), Some(1.0), "{text}");
+    assert_eq!(
+        line_value(&text, &series("queue_delay")),
+        Some(2.0),
+        "{text}"
+    );
+}

@@ -1,8 +1,10 @@
 //! Server assembly, all in one place: the `UploadSigner` service, gRPC health, server
-//! reflection (v1 and v1alpha), deadlines and graceful shutdown; TLS, metrics, quotas and
-//! configuration reload (SIGHUP).
+//! reflection (v1 and v1alpha), admission (overload, deadlines), connections and graceful
+//! shutdown; TLS, metrics, quotas and configuration reload (SIGHUP).
 
-mod overload;
+mod admission;
+mod connections;
+mod grpc_timeout;
 mod reload;
 mod tls;
 
@@ -14,12 +16,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
 use crate::config::{Config, DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES};
-use crate::metrics::{Metrics, MetricsLayer};
+use crate::metrics::Metrics;
 use crate::proto::v1::upload_signer_server::{SERVICE_NAME, UploadSignerServer};
 use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
 use crate::service::{Clock, IssueGate, Shared, SignerService};
@@ -41,8 +42,6 @@ pub enum ServerError {
     Listener(#[source] std::io::Error),
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("the gRPC server failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
     #[error("cannot listen for metrics on {addr}: {source}")]
     MetricsListen {
         addr: std::net::SocketAddr,
@@ -184,10 +183,21 @@ pub async fn serve_with(
     let transport = &config.transport;
     let upload_signer =
         UploadSignerServer::new(signer).max_decoding_message_size(transport.max_request_bytes);
-    // Excess calls are refused at once rather than queued (see `overload`).
-    let upload_signer = overload::InFlightLimit::new(
-        upload_signer,
-        transport.max_concurrent_requests.unwrap_or(usize::MAX),
+    let routes = Routes::new(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(upload_signer)
+        .prepare();
+    // Calls are admitted (bounded, shed when they queued too long, given their deadline) where
+    // HTTP/2 hands them over; see `admission`.
+    let service = admission::Admission::new(
+        routes,
+        admission::Limits {
+            max_in_flight: transport.max_concurrent_requests,
+            max_queue_delay: transport.max_queue_delay,
+            call_timeout: transport.call_timeout,
+        },
+        metrics.clone(),
     );
 
     let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
@@ -222,38 +232,19 @@ pub async fn serve_with(
         );
     }
 
-    let mut builder = Server::builder()
-        // `grpc-timeout` from the client is honoured by tonic on every call; this caps it.
-        .timeout(transport.call_timeout)
-        // Dead peers (a vanished NAT entry, a crashed client) are noticed and their
-        // connections closed instead of being kept for ever.
-        .http2_keepalive_interval(transport.http2_keepalive_interval)
-        .http2_keepalive_timeout(Some(transport.http2_keepalive_timeout))
-        .max_concurrent_streams(transport.max_concurrent_streams);
-    if let Some(age) = transport.max_connection_age {
+    let incoming = match tls {
+        None => connections::Incoming::Tcp(listener),
+        Some(tls) => connections::Incoming::Tls(tls::incoming(listener, tls, metrics.clone())),
+    };
+    let server = connections::serve(
+        incoming,
+        connections::http2_builder(transport),
+        service,
         // Long-lived client connections would otherwise stay on the replicas that existed
         // when they connected; closing them gracefully lets new replicas take a share.
-        builder = builder.max_connection_age(age);
-    }
-    let router = builder
-        .layer(MetricsLayer::new(metrics.clone()))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(upload_signer);
-    type ServerFuture = std::pin::Pin<
-        Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send + 'static>,
-    >;
-    let server: ServerFuture = match tls {
-        None => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
-        }
-        Some(tls) => {
-            let incoming = tls::incoming(listener, tls, metrics.clone());
-            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
-        }
-    };
+        transport.max_connection_age,
+        signal,
+    );
     tokio::pin!(server);
 
     let grace = config.shutdown_grace;
@@ -262,13 +253,12 @@ pub async fn serve_with(
     let grace_expired = async move {
         match drain_started_rx.await {
             Ok(()) => tokio::time::sleep(grace).await,
-            // The server ended without a shutdown signal; its own result is returned.
+            // The server ended without a shutdown signal.
             Err(_) => std::future::pending().await,
         }
     };
     tokio::select! {
-        result = &mut server => {
-            result?;
+        () = &mut server => {
             tracing::info!("shut down");
         }
         () = grace_expired => {

@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
-use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
 use crate::metrics::Metrics;
 
@@ -31,12 +30,12 @@ const READY_BACKLOG: usize = 64;
 /// certificate mTLS requires, closes that connection, is logged at debug level (a port scan
 /// should not flood the log) and counted in `metrics`.
 ///
-/// Accepting stops when the returned stream is dropped (the server has shut down).
+/// Accepting stops when the returned receiver is dropped (the server has shut down).
 pub(super) fn incoming(
     listener: TcpListener,
     config: Arc<ArcSwap<ServerConfig>>,
     metrics: Arc<Metrics>,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> mpsc::Receiver<TlsStream<TcpStream>> {
     let (ready, stream) = mpsc::channel(READY_BACKLOG);
     tokio::spawn(async move {
         loop {
@@ -59,7 +58,7 @@ pub(super) fn incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = ready.send(Ok(stream)).await;
+                        let _ = ready.send(stream).await;
                     }
                     Ok(Err(error)) => {
                         metrics.tls_handshake_failed(false);
@@ -73,5 +72,5 @@ pub(super) fn incoming(
             });
         }
     });
-    ReceiverStream::new(stream)
+    stream
 }
