@@ -1,11 +1,9 @@
 //! `vod-signer serve`: run the gRPC service until SIGTERM or SIGINT.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use tracing_subscriber::EnvFilter;
 
 use super::{exit, fail_usage};
 use crate::config::{Config, DEV_CALLER, DEV_SECRET_ID, DEV_TOKEN};
@@ -97,40 +95,11 @@ pub fn run(args: ServeArgs) -> i32 {
     })
 }
 
-/// Logs go to stderr through a background writer thread: with one audit line per signature, a
-/// synchronous write on the async worker threads stalled every call whenever stderr was slow
-/// (a pipe to a busy collector, a large file). The writer is lossless: when its queue is full,
-/// logging waits rather than dropping audit events.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = match EnvFilter::try_from_default_env() {
-        Ok(filter) => filter,
-        Err(e) => {
-            if std::env::var_os(EnvFilter::DEFAULT_ENV).is_some() {
-                eprintln!("vod-signer: ignoring RUST_LOG ({e}); logging at info");
-            }
-            EnvFilter::new("info")
-        }
-    };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("vod-signer-log")
-        // stderr is unbuffered: without this every line is its own write(2). The worker
-        // flushes whenever its queue runs empty, so lines are never held back.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        // Colour codes only help a person at a terminal; in a file they are noise.
-        .with_ansi(std::io::stderr().is_terminal());
-    // `try_init` fails only if a subscriber is already set (as in tests); that one stays.
-    let _ = match format {
-        LogFormat::Plain => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    guard
+    crate::logging::init(match format {
+        LogFormat::Plain => crate::logging::Format::Plain,
+        LogFormat::Json => crate::logging::Format::Json,
+    })
 }
 
 struct ShutdownSignals {

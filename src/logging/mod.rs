@@ -1,0 +1,75 @@
+//! Logging of the server: every line goes through one background writer thread, and audit
+//! events (one per issued signature) have a formatter of their own (`audit`).
+
+mod audit;
+
+pub use audit::{AuditLayer, TARGET as AUDIT_TARGET};
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::FilterExt as _;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The shape of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The filter from `RUST_LOG`, or `info` when it is unset or invalid (said once on stderr).
+fn env_filter(warn: bool) -> EnvFilter {
+    match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(e) => {
+            if warn && std::env::var_os(EnvFilter::DEFAULT_ENV).is_some() {
+                eprintln!("vod-signer: ignoring RUST_LOG ({e}); logging at info");
+            }
+            EnvFilter::new("info")
+        }
+    }
+}
+
+/// Installs the global subscriber: lines in `format` on stderr, filtered by `RUST_LOG`.
+/// Keep the returned guard while the server runs; dropping it flushes the lines still queued.
+///
+/// Logs go to stderr through a background writer thread: with one audit line per signature, a
+/// synchronous write on the async worker threads stalled every call whenever stderr was slow
+/// (a pipe to a busy collector, a large file). The writer is lossless: when its queue is full,
+/// logging waits rather than dropping audit events.
+pub fn init(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("vod-signer-log")
+        // stderr is unbuffered: without this every line is its own write(2). The worker
+        // flushes whenever its queue runs empty, so lines are never held back.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
+    let is_audit = |meta: &tracing::Metadata<'_>| meta.target() == AUDIT_TARGET;
+    let general = tracing_subscriber::fmt::layer()
+        .with_writer(writer.clone())
+        // Colour codes only help a person at a terminal; in a file they are noise.
+        .with_ansi(std::io::stderr().is_terminal());
+    let general = match format {
+        Format::Plain => general.boxed(),
+        Format::Json => general.json().boxed(),
+    }
+    .with_filter(env_filter(true).and(filter_fn(move |meta| !is_audit(meta))));
+    // The same RUST_LOG decides whether audit lines are written (`audit=off` turns them off).
+    let audit =
+        AuditLayer::new(writer, format).with_filter(env_filter(false).and(filter_fn(is_audit)));
+    // `try_init` fails only if a subscriber is already set (as in tests); that one stays.
+    let _ = tracing_subscriber::registry()
+        .with(general)
+        .with(audit)
+        .try_init();
+    guard
+}
