@@ -147,7 +147,7 @@ fn upload_params(params: pb::UploadParams, violations: &mut Vec<Violation>) -> U
 
 /// The response for a freshly minted signature.
 pub fn issued_response(issued: IssuedSignature) -> pb::IssueSignatureResponse {
-    let fingerprint = issued.signature.fingerprint().to_string();
+    let fingerprint = issued.signature.fingerprint().to_hex();
     pb::IssueSignatureResponse {
         signature: issued.signature.into_string(),
         secret_id: issued.secret_id.to_string(),
