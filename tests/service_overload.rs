@@ -1,7 +1,8 @@
 //! Overload protection (`[transport] max_concurrent_requests`, `max_queue_delay_ms`): calls
-//! beyond the bound are refused at once with RESOURCE_EXHAUSTED rather than queued, health
-//! still answers, and the bound frees up as calls finish. (When queue-delay shedding starts
-//! and stops is tested on its own, with synthetic times, in `src/server/admission.rs`.)
+//! beyond the bound are refused at once with UNAVAILABLE (transient: retry with backoff, or
+//! elsewhere) rather than queued, health still answers, and the bound frees up as calls
+//! finish. When queue-delay shedding starts and stops is tested with synthetic times in
+//! `src/server/admission.rs`.
 
 mod service_support;
 
@@ -24,7 +25,7 @@ fn limited_config(max: u32) -> vod_signer::config::Config {
 }
 
 #[tokio::test]
-async fn calls_over_the_bound_are_refused_at_once_with_resource_exhausted() {
+async fn calls_over_the_bound_are_refused_at_once_with_unavailable() {
     let (server, gate) = TestServer::start_gated(limited_config(2)).await;
     let channel = server.channel().await;
 
@@ -48,7 +49,7 @@ async fn calls_over_the_bound_are_refused_at_once_with_resource_exhausted() {
             .issue_signature(authed(issue_request("excess", Default::default()), FULL))
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert!(
             started.elapsed() < FAST,
             "refused after {:?}",
@@ -64,7 +65,7 @@ async fn calls_over_the_bound_are_refused_at_once_with_resource_exhausted() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
     // Health is not behind the bound: a probe still learns the server is up.
     let health = HealthClient::new(channel.clone())
@@ -91,7 +92,7 @@ async fn calls_over_the_bound_are_refused_at_once_with_resource_exhausted() {
 }
 
 #[tokio::test]
-async fn a_burst_beyond_the_bound_gets_only_ok_or_resource_exhausted() {
+async fn a_burst_beyond_the_bound_gets_only_ok_or_unavailable() {
     let (server, gate) = TestServer::start_gated(limited_config(8)).await;
     let channel = server.channel().await;
     // Let every call through the gate: the bound alone decides.
@@ -117,7 +118,7 @@ async fn a_burst_beyond_the_bound_gets_only_ok_or_resource_exhausted() {
         let (result, elapsed) = call.await.unwrap();
         match result {
             Ok(()) => ok += 1,
-            Err(Code::ResourceExhausted) => {
+            Err(Code::Unavailable) => {
                 refused += 1;
                 assert!(
                     elapsed < Duration::from_secs(5),
@@ -135,7 +136,7 @@ async fn a_burst_beyond_the_bound_gets_only_ok_or_resource_exhausted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_tight_queue_bound_a_burst_gets_only_ok_or_resource_exhausted() {
+async fn with_a_tight_queue_bound_a_burst_gets_only_ok_or_unavailable() {
     // 1 ms: on a debug build the burst below queues far longer, so shedding may start.
     let toml = standard_toml("[transport]\nmax_queue_delay_ms = 1\nmax_concurrent_requests = 0\n");
     let server = TestServer::start(config_from(&toml, &[("secret-key", SECRET_KEY)])).await;
@@ -159,7 +160,7 @@ async fn with_a_tight_queue_bound_a_burst_gets_only_ok_or_resource_exhausted() {
     for call in calls {
         match call.await.unwrap() {
             Ok(()) => ok += 1,
-            Err((Code::ResourceExhausted, message)) => {
+            Err((Code::Unavailable, message)) => {
                 assert!(message.contains("overloaded"), "{message}");
             }
             Err(other) => panic!("unexpected status {other:?}"),

@@ -161,13 +161,13 @@ pub struct TransportSettings {
     /// Largest request message accepted; larger ones are refused with RESOURCE_EXHAUSTED.
     pub max_request_bytes: usize,
     /// `UploadSigner` calls handled at once, over all connections; more are refused at once
-    /// with RESOURCE_EXHAUSTED. `None` (0 in the file) sets no bound.
+    /// with UNAVAILABLE. `None` (0 in the file) sets no bound.
     pub max_concurrent_requests: Option<usize>,
     /// Streams one HTTP/2 connection may have open (the client waits for more). `None` (0 in
     /// the file) sets no bound.
     pub max_concurrent_streams: Option<u32>,
     /// How long an accepted `UploadSigner` call may wait to be started (the runtime's queue)
-    /// before it is refused with RESOURCE_EXHAUSTED instead. `None` (0 in the file) lets calls
+    /// before it is refused with UNAVAILABLE instead. `None` (0 in the file) lets calls
     /// wait up to their deadline.
     pub max_queue_delay: Option<Duration>,
 }

@@ -80,7 +80,7 @@ struct ShedLabels {
     reason: &'static str,
 }
 
-/// Why the server refused a call to protect the others (`RESOURCE_EXHAUSTED`).
+/// Why the server refused a call to protect the others (`UNAVAILABLE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shed {
     /// `[transport] max_concurrent_requests` calls were already in flight.
@@ -222,7 +222,7 @@ impl Metrics {
         let shed_family = Family::<ShedLabels, Counter>::default();
         registry.register(
             "calls_shed",
-            "Calls refused with RESOURCE_EXHAUSTED because the server was overloaded, by reason",
+            "Calls refused with UNAVAILABLE because the server was overloaded, by reason",
             shed_family.clone(),
         );
         let shed = Shed::ALL.map(|reason| {

@@ -14,7 +14,9 @@
 //!   server is then past saturation, and a refusal costs a fraction of a call, so the calls
 //!   behind it wait less. Short bursts are served in full.
 //!
-//! Both refusals are `RESOURCE_EXHAUSTED`, so clients back off or try another replica. Health
+//! Both refusals are `UNAVAILABLE`, the code gRPC defines for a transient condition to retry
+//! with backoff: clients (ours does) back off or try another replica. (`RESOURCE_EXHAUSTED`
+//! stays what it means to callers here: their per-user quota is used up.) Health
 //! and reflection are never refused: a probe must still reach an overloaded server.
 //!
 //! Every call also gets its deadline here: the client's `grpc-timeout`, capped by `[transport]
@@ -151,7 +153,7 @@ where
                 Some(slot) => Some(slot),
                 None => {
                     state.metrics.call_shed(Shed::InFlight);
-                    let status = Status::resource_exhausted(
+                    let status = Status::unavailable(
                         "the server is handling as many calls as it is configured for; retry with backoff",
                     );
                     return AdmittedCall::answered(status, recorder, arrival);
@@ -283,7 +285,7 @@ where
                         if let Some(slot) = &this.slot {
                             slot.0.metrics.call_shed(Shed::QueueDelay);
                         }
-                        let response = this.answer(Status::resource_exhausted(format!(
+                        let response = this.answer(Status::unavailable(format!(
                             "the server is overloaded: this call waited {} ms to be started; retry with backoff",
                             waited.as_millis()
                         )));
