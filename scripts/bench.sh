@@ -10,8 +10,8 @@
 #
 # The machine is shared and throughput moves by about ±15% from run to run, more than the
 # differences to be measured. So every comparison phase runs as $ROUNDS rounds, each round
-# loading every target once, back to back (signer, echo[, quiet], signer, echo, ...): drift
-# over the run falls on both sides alike. The tables report the median of each metric per
+# loading every target once, back to back (signer, echo[, quiet], signer, echo, ...): slow
+# drift over the run falls on both sides alike. The tables report the median of each metric per
 # target, the signer/echo ratio of the medians, and the lowest and highest ratio of the
 # per-round pairs (each pair ran back to back).
 #
@@ -22,9 +22,11 @@
 #   overload closed closed loop, $OVERLOAD_CONNS connections x $OVERLOAD_STREAMS calls in flight
 #   overload open   open loop at $OPEN_OVERLOAD_PCT% of the echo's median saturation rate, up
 #                   to $OPEN_OVERLOAD_CONC calls in flight over $OVERLOAD_CONNS connections.
-#                   More is offered than either server can answer and nothing sheds it, so
-#                   the backlog (and latency, counted from each call's scheduled time) grows
-#                   for the whole run; the "ok/s answered" column is what each server delivered.
+#                   More is offered than either server can answer, so the backlog (and the
+#                   latency, counted from each call's scheduled time) grows for the whole run;
+#                   "ok/s answered" is what each server delivered. The servers hold at most
+#                   $OPEN_OVERLOAD_CONC of it (below the signer's default max_concurrent_requests,
+#                   4096, so it refuses nothing); the rest waits in the generator, as callers would.
 #   batch           IssueSignatureBatch (count=100) against the signer once, in signatures/s
 # Memory: VmRSS before any load ("idle"), the highest VmRSS sampled during each overload
 # phase, and VmHWM at the end, from /proc/PID/status.
