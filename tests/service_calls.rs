@@ -666,8 +666,8 @@ async fn a_batch_is_up_to_100_distinct_signatures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_concurrent_one_time_signatures_never_repeat() {
     // Every call must be served, however slowly a debug build on a loaded CI machine works
-    // through the burst: queue-delay shedding is off (it has tests of its own).
-    let toml = standard_toml("[transport]\nmax_queue_delay_ms = 0\n");
+    // through the burst: overload protection is off (it has tests of its own).
+    let toml = standard_toml("[transport]\nmax_queue_delay_ms = 0\nmax_concurrent_requests = 0\n");
     let server = TestServer::start(config_from(&toml, &[("secret-key", SECRET_KEY)])).await;
     // A few connections, as several client instances would open.
     let mut clients = Vec::new();
