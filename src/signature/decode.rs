@@ -35,30 +35,41 @@ struct Fields {
     seen_sub_app_id: bool,
 }
 
-/// Parses `original` and decodes its parameters in one pass. Only a malformed text is an error
-/// here; parameter errors wait in the result until [`Decoded::into_params`].
-pub(crate) fn decode(original: &str) -> Result<Decoded<'_>, QueryError> {
-    let mut secret_id = None;
-    let mut fields = Ok(Fields::default());
-    for pair in query::pairs(original) {
-        let query::Pair { param, name, value } = pair?;
-        if param == Some(ParamName::SecretId) && secret_id.is_none() {
-            secret_id = Some(value);
-            continue;
-        }
-        if let Ok(f) = &mut fields
-            && let Err(e) = f.take(param, name, value)
-        {
-            fields = Err(e);
+impl<'a> Decoded<'a> {
+    /// Nothing decoded yet.
+    pub(crate) fn new() -> Self {
+        Decoded {
+            secret_id: None,
+            fields: Ok(Fields::default()),
         }
     }
-    Ok(Decoded { secret_id, fields })
+
+    /// Parses `original` and decodes its parameters in one pass, into `self`. Only a malformed
+    /// text is an error here; parameter errors wait until [`Decoded::into_params`]. (It fills a
+    /// value the caller owns rather than returning one: a `Result<Decoded, _>` is a few hundred
+    /// bytes, and moving it out and through `map_err` cost more than decoding the integers.)
+    pub(crate) fn read(&mut self, original: &'a str) -> Result<(), QueryError> {
+        for pair in query::pairs(original) {
+            let query::Pair { param, name, value } = pair?;
+            if param == Some(ParamName::SecretId) && self.secret_id.is_none() {
+                self.secret_id = Some(value);
+                continue;
+            }
+            if let Ok(f) = &mut self.fields
+                && let Err(e) = f.take(param, name, value)
+            {
+                self.fields = Err(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Decoded<'_> {
     /// The parameters, once the MAC has been checked with the key that the first `secretId`
     /// named: `key_id` is that key's (shared, already validated) `SecretId`, reused rather than
     /// validated and allocated again.
+    #[inline]
     pub(crate) fn into_params(self, key_id: &SecretId) -> Result<SignedParams, ParamError> {
         let fields = self.fields?;
         let missing = |name| ParamError::Missing { name };

@@ -47,39 +47,46 @@ pub(super) const NOT_HEX: u8 = 0xff;
 
 /// Decodes one name or value whose first `%` or `+` is at `first` (components without one are
 /// borrowed as they are). Encoded text (JSON contexts, CJK) has short runs between escapes, so a
-/// plain byte loop beats searching for the next escape.
-///
-/// The output is never longer than the input, so it is written into a buffer of the input's
-/// size, one slot per step of the loop: walking the slots with an iterator and the input with
-/// slice patterns leaves no bounds check and no capacity check in the loop, which costs more
-/// than zero-filling the buffer first.
+/// plain byte loop beats searching for the next escape; percent-encoded CJK and emoji are runs
+/// of escapes, taken two at a time. The output is never longer than the input, so one
+/// allocation of the input's size suffices, and it is not zero-filled first.
 fn decode_from(raw: &str, first: usize) -> Result<String, QueryError> {
+    let hex = |d: &u8| HEX_VALUE[usize::from(*d)];
     let bytes = raw.as_bytes();
-    let mut out = vec![0u8; bytes.len()];
-    out[..first].copy_from_slice(&bytes[..first]);
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..first]);
     let mut rest = &bytes[first..];
-    let mut len = first;
-    for slot in &mut out[first..] {
-        let [b, tail @ ..] = rest else {
-            break;
-        };
-        if *b == b'%' {
-            let [hi, lo, after @ ..] = tail else {
-                return Err(QueryError::BadEscape);
-            };
-            let (hi, lo) = (HEX_VALUE[usize::from(*hi)], HEX_VALUE[usize::from(*lo)]);
-            if (hi | lo) == NOT_HEX {
-                return Err(QueryError::BadEscape);
+    loop {
+        rest = match rest {
+            [b'%', h1, l1, b'%', h2, l2, after @ ..] => {
+                let (h1, l1, h2, l2) = (hex(h1), hex(l1), hex(h2), hex(l2));
+                // A digit is below 16, so the `or` is `NOT_HEX` exactly when one is not a digit.
+                if (h1 | l1 | h2 | l2) == NOT_HEX {
+                    return Err(QueryError::BadEscape);
+                }
+                out.extend_from_slice(&[h1 << 4 | l1, h2 << 4 | l2]);
+                after
             }
-            *slot = hi << 4 | lo;
-            rest = after;
-        } else {
-            *slot = if *b == b'+' { b' ' } else { *b };
-            rest = tail;
-        }
-        len += 1;
+            [b'%', hi, lo, after @ ..] => {
+                let (hi, lo) = (hex(hi), hex(lo));
+                if (hi | lo) == NOT_HEX {
+                    return Err(QueryError::BadEscape);
+                }
+                out.push(hi << 4 | lo);
+                after
+            }
+            [b'%', ..] => return Err(QueryError::BadEscape),
+            [b'+', after @ ..] => {
+                out.push(b' ');
+                after
+            }
+            [b, after @ ..] => {
+                out.push(*b);
+                after
+            }
+            [] => break,
+        };
     }
-    out.truncate(len);
     String::from_utf8(out).map_err(|_| QueryError::NotUtf8)
 }
 
@@ -120,32 +127,34 @@ pub(crate) struct Pair<'a> {
 #[inline]
 fn known_name(rest: &[u8]) -> Option<(ParamName, usize)> {
     use ParamName::*;
-    let candidates: &[(ParamName, &[u8])] = match rest.first()? {
-        b's' => &[
-            (SecretId, b"secretId="),
-            (SourceContext, b"sourceContext="),
-            (SessionContext, b"sessionContext="),
-            (StorageRegion, b"storageRegion="),
-        ],
-        b'c' => &[
-            (CurrentTimeStamp, b"currentTimeStamp="),
-            (ClassId, b"classId="),
-        ],
-        b'e' => &[(ExpireTime, b"expireTime=")],
-        b'r' => &[(Random, b"random=")],
-        b'p' => &[(Procedure, b"procedure=")],
-        b't' => &[
-            (TaskPriority, b"taskPriority="),
-            (TaskNotifyMode, b"taskNotifyMode="),
-        ],
-        b'o' => &[(OneTimeValid, b"oneTimeValid=")],
-        b'v' => &[(VodSubAppId, b"vodSubAppId=")],
-        _ => return None,
-    };
-    candidates
-        .iter()
-        .find(|(_, name)| rest.starts_with(name))
-        .map(|&(param, name)| (param, name.len() - 1))
+    // Each comparison is with a literal, so its length is a constant and it compiles to a few
+    // word comparisons instead of a call to `memcmp`.
+    macro_rules! first_of {
+        ($($wire:literal => $param:expr),+) => {{
+            $(
+                if rest.starts_with($wire) {
+                    return Some(($param, $wire.len() - 1));
+                }
+            )+
+            None
+        }};
+    }
+    match rest.first()? {
+        b's' => first_of!(
+            b"secretId=" => SecretId,
+            b"sourceContext=" => SourceContext,
+            b"sessionContext=" => SessionContext,
+            b"storageRegion=" => StorageRegion
+        ),
+        b'c' => first_of!(b"currentTimeStamp=" => CurrentTimeStamp, b"classId=" => ClassId),
+        b'e' => first_of!(b"expireTime=" => ExpireTime),
+        b'r' => first_of!(b"random=" => Random),
+        b'p' => first_of!(b"procedure=" => Procedure),
+        b't' => first_of!(b"taskPriority=" => TaskPriority, b"taskNotifyMode=" => TaskNotifyMode),
+        b'o' => first_of!(b"oneTimeValid=" => OneTimeValid),
+        b'v' => first_of!(b"vodSubAppId=" => VodSubAppId),
+        _ => None,
+    }
 }
 
 /// The decoded pairs of `original`, in order, repeats kept (the caller decides about them).
@@ -229,6 +238,23 @@ impl<'a> Pairs<'a> {
     }
 }
 
+/// `original[from..to]`, decoded if it has an escape (the first at `escape`). Always inlined:
+/// as a call, its `Result<Cow, _>` went through memory, and reading it back cost more than the
+/// work (stores forwarded to loads of another width).
+#[inline(always)]
+fn component(
+    original: &str,
+    from: usize,
+    to: usize,
+    escape: Option<usize>,
+) -> Result<Cow<'_, str>, QueryError> {
+    // All split points are ASCII bytes, so every slice is on a char boundary.
+    match escape {
+        None => Ok(Cow::Borrowed(&original[from..to])),
+        Some(first) => decode_from(&original[from..to], first - from).map(Cow::Owned),
+    }
+}
+
 impl<'a> Iterator for Pairs<'a> {
     type Item = Result<Pair<'a>, QueryError>;
 
@@ -248,16 +274,11 @@ impl<'a> Iterator for Pairs<'a> {
         };
         let value_start = equals + 1;
         let (value_escape, end) = self.scan_value(value_start);
-        // All split points are ASCII bytes, so every slice below is on a char boundary.
-        let component = |from: usize, to: usize, escape: Option<usize>| match escape {
-            None => Ok(Cow::Borrowed(&original[from..to])),
-            Some(first) => decode_from(&original[from..to], first - from).map(Cow::Owned),
-        };
-        let name = match component(start, equals, name_escape) {
+        let name = match component(original, start, equals, name_escape) {
             Ok(name) => name,
             Err(e) => return Some(Err(e)),
         };
-        let value = match component(value_start, end, value_escape) {
+        let value = match component(original, value_start, end, value_escape) {
             Ok(value) => value,
             Err(e) => return Some(Err(e)),
         };

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::Mac;
 
-use super::decode;
+use super::decode::Decoded;
 use super::error::{ParamError, ParamName, VerifyError, VerifyFailure, clip};
 use super::key_ring::{KeyRing, SigningKey};
 use super::params::{MAX_VALIDITY_SECONDS, SignedParams};
@@ -110,8 +110,10 @@ impl KeyRing {
         let (tag, original_bytes) = raw.split_at(MAC_LEN);
         let original = std::str::from_utf8(original_bytes)
             .map_err(|_| VerifyError::new(Malformed, "the plaintext is not valid UTF-8"))?;
-        let decoded =
-            decode::decode(original).map_err(|e| VerifyError::new(Malformed, e.describe()))?;
+        let mut decoded = Decoded::new();
+        if let Err(e) = decoded.read(original) {
+            return Err(VerifyError::new(Malformed, e.describe()));
+        }
 
         let key = match decoded.secret_id.as_deref() {
             Some(id) => {
@@ -145,9 +147,10 @@ impl KeyRing {
             }
         };
 
-        let params = decoded
-            .into_params(key.secret_id())
-            .map_err(|e| VerifyError::new(InvalidParameter, e.to_string()))?;
+        let params = match decoded.into_params(key.secret_id()) {
+            Ok(params) => params,
+            Err(e) => return Err(VerifyError::new(InvalidParameter, e.to_string())),
+        };
 
         let validity = params.expire_time - params.current_time_stamp;
         if validity < 1 {
