@@ -47,7 +47,7 @@ impl<'a> Decoded<'a> {
     /// Parses `original` and decodes its parameters in one pass, into `self`. Only a malformed
     /// text is an error here; parameter errors wait until [`Decoded::into_params`]. (It fills a
     /// value the caller owns rather than returning one: a `Result<Decoded, _>` is a few hundred
-    /// bytes, and moving it out and through `map_err` cost more than decoding the integers.)
+    /// bytes, which returning it and passing it through `map_err` copied twice.)
     pub(crate) fn read(&mut self, original: &'a str) -> Result<(), QueryError> {
         for pair in query::pairs(original) {
             let query::Pair { param, name, value } = pair?;
