@@ -20,12 +20,15 @@
 //! assert_eq!(params.random, Random(7));
 //! ```
 
+mod decode;
 mod encode;
 mod error;
 mod key_ring;
 mod params;
 mod query;
 mod random;
+#[cfg(test)]
+mod reference;
 mod secret;
 mod sign;
 mod verify;

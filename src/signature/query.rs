@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use super::error::ParamName;
+
 /// Why `original` is not a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum QueryError {
@@ -27,7 +29,7 @@ impl QueryError {
 }
 
 /// The value of a hex digit, or `NOT_HEX`.
-static HEX_VALUE: [u8; 256] = {
+pub(super) static HEX_VALUE: [u8; 256] = {
     let mut table = [NOT_HEX; 256];
     let mut b = 0;
     while b < 256 {
@@ -41,52 +43,55 @@ static HEX_VALUE: [u8; 256] = {
     }
     table
 };
-const NOT_HEX: u8 = 0xff;
+pub(super) const NOT_HEX: u8 = 0xff;
 
 /// Decodes one name or value whose first `%` or `+` is at `first` (components without one are
-/// borrowed as they are). The output is never longer than the input, so it is written into a
-/// buffer of the input's size without growing it. Encoded text (JSON contexts, CJK) has short
-/// runs between escapes, so a plain byte loop beats searching for the next escape.
+/// borrowed as they are). Encoded text (JSON contexts, CJK) has short runs between escapes, so a
+/// plain byte loop beats searching for the next escape; percent-encoded CJK and emoji are runs
+/// of escapes, taken two at a time. The output is never longer than the input, so one
+/// allocation of the input's size suffices, and it is not zero-filled first.
 fn decode_from(raw: &str, first: usize) -> Result<String, QueryError> {
+    let hex = |d: &u8| HEX_VALUE[usize::from(*d)];
     let bytes = raw.as_bytes();
-    let mut out = vec![0u8; bytes.len()];
-    out[..first].copy_from_slice(&bytes[..first]);
-    let (mut i, mut len) = (first, first);
-    while i < bytes.len() {
-        out[len] = match bytes[i] {
-            b'%' => {
-                let hex = |at: usize| {
-                    bytes
-                        .get(at)
-                        .map_or(NOT_HEX, |&d| HEX_VALUE[usize::from(d)])
-                };
-                let (hi, lo) = (hex(i + 1), hex(i + 2));
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..first]);
+    let mut rest = &bytes[first..];
+    loop {
+        rest = match rest {
+            [b'%', h1, l1, b'%', h2, l2, after @ ..] => {
+                let (h1, l1, h2, l2) = (hex(h1), hex(l1), hex(h2), hex(l2));
+                // A digit is below 16, so the `or` is `NOT_HEX` exactly when one is not a digit.
+                if (h1 | l1 | h2 | l2) == NOT_HEX {
+                    return Err(QueryError::BadEscape);
+                }
+                out.extend_from_slice(&[h1 << 4 | l1, h2 << 4 | l2]);
+                after
+            }
+            [b'%', hi, lo, after @ ..] => {
+                let (hi, lo) = (hex(hi), hex(lo));
                 if (hi | lo) == NOT_HEX {
                     return Err(QueryError::BadEscape);
                 }
-                i += 3;
-                hi << 4 | lo
+                out.push(hi << 4 | lo);
+                after
             }
-            b'+' => {
-                i += 1;
-                b' '
+            [b'%', ..] => return Err(QueryError::BadEscape),
+            [b'+', after @ ..] => {
+                out.push(b' ');
+                after
             }
-            b => {
-                i += 1;
-                b
+            [b, after @ ..] => {
+                out.push(*b);
+                after
             }
+            [] => break,
         };
-        len += 1;
     }
-    out.truncate(len);
     String::from_utf8(out).map_err(|_| QueryError::NotUtf8)
 }
 
-/// Decoded `name=value` pairs, borrowed from `original` where nothing needed decoding.
-pub(crate) type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
-
 /// Bytes that end or escape a name: `=`, `&`, `%` and `+`.
-static NAME_STOP: [bool; 256] = {
+pub(super) static NAME_STOP: [bool; 256] = {
     let mut table = [false; 256];
     table[b'=' as usize] = true;
     table[b'&' as usize] = true;
@@ -95,19 +100,87 @@ static NAME_STOP: [bool; 256] = {
     table
 };
 
-/// Splits `original` into decoded pairs, in order, repeats kept (the caller decides about them).
+/// Bytes that end a value or start an escape in it: `&`, `%` and `+`.
+static VALUE_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'&' as usize] = true;
+    table[b'%' as usize] = true;
+    table[b'+' as usize] = true;
+    table
+};
+
+/// One decoded pair: the documented parameter its name names, if any, and the name and value,
+/// borrowed from `original` where nothing needed decoding.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Pair<'a> {
+    pub(crate) param: Option<ParamName>,
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) value: Cow<'a, str>,
+}
+
+/// The documented parameter whose name, followed by `=`, starts `rest`, and that name's length.
 ///
-/// Names are short and scanned byte by byte up to their `=`; values, which hold nearly all the
-/// bytes, are searched with `memchr3` for the `&` that ends them or a first escape. Components
-/// without an escape are borrowed, so a typical signature allocates only for encoded text.
-pub(crate) fn parse(original: &str) -> Result<Pairs<'_>, QueryError> {
-    let bytes = original.as_bytes();
-    let mut pairs = Vec::with_capacity(8);
-    let mut start = 0;
-    loop {
-        // The name: up to the first `=`; an `&` first means the pair has none.
+/// Signers write the documented names as they are, so nearly every pair is recognised here by
+/// its first byte and one fixed-length comparison, without scanning the name for escapes and
+/// looking the scanned name up. Anything else (unknown names, escaped names, a name without
+/// `=`) is left to the general scan, which also recognises escaped spellings of known names.
+#[inline]
+fn known_name(rest: &[u8]) -> Option<(ParamName, usize)> {
+    use ParamName::*;
+    // Each comparison is with a literal, so its length is a constant and it compiles to a few
+    // word comparisons instead of a call to `memcmp`.
+    macro_rules! first_of {
+        ($($wire:literal => $param:expr),+) => {{
+            $(
+                if rest.starts_with($wire) {
+                    return Some(($param, $wire.len() - 1));
+                }
+            )+
+            None
+        }};
+    }
+    match rest.first()? {
+        b's' => first_of!(
+            b"secretId=" => SecretId,
+            b"sourceContext=" => SourceContext,
+            b"sessionContext=" => SessionContext,
+            b"storageRegion=" => StorageRegion
+        ),
+        b'c' => first_of!(b"currentTimeStamp=" => CurrentTimeStamp, b"classId=" => ClassId),
+        b'e' => first_of!(b"expireTime=" => ExpireTime),
+        b'r' => first_of!(b"random=" => Random),
+        b'p' => first_of!(b"procedure=" => Procedure),
+        b't' => first_of!(b"taskPriority=" => TaskPriority, b"taskNotifyMode=" => TaskNotifyMode),
+        b'o' => first_of!(b"oneTimeValid=" => OneTimeValid),
+        b'v' => first_of!(b"vodSubAppId=" => VodSubAppId),
+        _ => None,
+    }
+}
+
+/// The decoded pairs of `original`, in order, repeats kept (the caller decides about them).
+///
+/// An iterator rather than a `Vec`: the verifier consumes each pair as it is found, so no pair
+/// is moved into and out of a vector. After the first error it yields nothing more.
+pub(crate) fn pairs(original: &str) -> Pairs<'_> {
+    Pairs {
+        original,
+        start: Some(0),
+    }
+}
+
+pub(crate) struct Pairs<'a> {
+    original: &'a str,
+    /// Where the next pair starts; `None` once the end or an error was reached.
+    start: Option<usize>,
+}
+
+impl<'a> Pairs<'a> {
+    /// Scans a name that `known_name` did not recognise: up to the first `=`, noting its first
+    /// escape; an `&` first means the pair has none. Returns the `=`'s position and the escape.
+    #[inline]
+    fn scan_name(&self, start: usize) -> Result<(usize, Option<usize>), QueryError> {
+        let bytes = self.original.as_bytes();
         let mut name_escape = None;
-        let mut equals = None;
         let mut name_end = bytes.len();
         let mut i = start;
         while i < bytes.len() {
@@ -115,8 +188,10 @@ pub(crate) fn parse(original: &str) -> Result<Pairs<'_>, QueryError> {
             if NAME_STOP[usize::from(b)] {
                 match b {
                     b'=' => {
-                        equals = Some(i);
-                        break;
+                        if i == start {
+                            return Err(QueryError::EmptyName);
+                        }
+                        return Ok((i, name_escape));
                     }
                     b'&' => {
                         name_end = i;
@@ -129,45 +204,106 @@ pub(crate) fn parse(original: &str) -> Result<Pairs<'_>, QueryError> {
             }
             i += 1;
         }
-        let Some(equals) = equals else {
-            return Err(if start == name_end {
-                QueryError::EmptyPair
-            } else {
-                QueryError::MissingEquals
-            });
+        Err(if start == name_end {
+            QueryError::EmptyPair
+        } else {
+            QueryError::MissingEquals
+        })
+    }
+
+    /// Finds the end of the value starting at `from` (the next `&`, or the end) and its first
+    /// escape. Values of documented integers are a few bytes long, where a byte loop beats
+    /// setting up `memchr3`; longer values (text) are searched with it past their first 16 bytes.
+    #[inline]
+    fn scan_value(&self, from: usize) -> (Option<usize>, usize) {
+        const SHORT: usize = 16;
+        let bytes = self.original.as_bytes();
+        let short_end = bytes.len().min(from + SHORT);
+        let stop = match bytes[from..short_end]
+            .iter()
+            .position(|&b| VALUE_STOP[usize::from(b)])
+        {
+            Some(n) => Some(from + n),
+            None if short_end == bytes.len() => None,
+            None => memchr::memchr3(b'&', b'%', b'+', &bytes[short_end..]).map(|n| short_end + n),
         };
-        if equals == start {
-            return Err(QueryError::EmptyName);
-        }
-        // The value: up to the next `&`, noting its first escape on the way.
-        let value_start = equals + 1;
-        let (value_escape, end) = match memchr::memchr3(b'&', b'%', b'+', &bytes[value_start..]) {
+        match stop {
             None => (None, bytes.len()),
-            Some(n) if bytes[value_start + n] == b'&' => (None, value_start + n),
-            Some(n) => {
-                let first = value_start + n;
+            Some(at) if bytes[at] == b'&' => (None, at),
+            Some(first) => {
                 let end = memchr::memchr(b'&', &bytes[first..]).map_or(bytes.len(), |m| first + m);
                 (Some(first), end)
             }
-        };
-        // All split points are ASCII bytes, so every slice below is on a char boundary.
-        let component = |from: usize, to: usize, escape: Option<usize>| match escape {
-            None => Ok(Cow::Borrowed(&original[from..to])),
-            Some(first) => decode_from(&original[from..to], first - from).map(Cow::Owned),
-        };
-        let name = component(start, equals, name_escape)?;
-        let value = component(value_start, end, value_escape)?;
-        pairs.push((name, value));
-        if end == bytes.len() {
-            return Ok(pairs);
         }
-        start = end + 1;
+    }
+}
+
+/// `original[from..to]`, decoded if it has an escape (the first at `escape`). Always inlined,
+/// so that its `Result<Cow, _>` can stay in registers rather than go through memory (moving the
+/// parser's results through memory was most of its cost before it was fused).
+#[inline(always)]
+fn component(
+    original: &str,
+    from: usize,
+    to: usize,
+    escape: Option<usize>,
+) -> Result<Cow<'_, str>, QueryError> {
+    // All split points are ASCII bytes, so every slice is on a char boundary.
+    match escape {
+        None => Ok(Cow::Borrowed(&original[from..to])),
+        Some(first) => decode_from(&original[from..to], first - from).map(Cow::Owned),
+    }
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = Result<Pair<'a>, QueryError>;
+
+    /// Components without an escape are borrowed, so a typical signature allocates only for
+    /// encoded text.
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.start.take()?;
+        let original = self.original;
+        let bytes = original.as_bytes();
+        let (known, equals, name_escape) = match known_name(&bytes[start..]) {
+            Some((param, len)) => (Some(param), start + len, None),
+            None => match self.scan_name(start) {
+                Ok((equals, escape)) => (None, equals, escape),
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        let value_start = equals + 1;
+        let (value_escape, end) = self.scan_value(value_start);
+        let name = match component(original, start, equals, name_escape) {
+            Ok(name) => name,
+            Err(e) => return Some(Err(e)),
+        };
+        let value = match component(original, value_start, end, value_escape) {
+            Ok(value) => value,
+            Err(e) => return Some(Err(e)),
+        };
+        let param = known.or_else(|| ParamName::from_wire_name(&name));
+        if end < bytes.len() {
+            self.start = Some(end + 1);
+        }
+        Some(Ok(Pair { param, name, value }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pairs as the `Vec` parser that `pairs` replaced returned them.
+    fn parse(original: &str) -> Result<crate::signature::reference::query::Pairs<'_>, QueryError> {
+        pairs(original)
+            .map(|pair| {
+                let Pair { param, name, value } = pair?;
+                assert_eq!(param, ParamName::from_wire_name(&name));
+                Ok((name, value))
+            })
+            .collect()
+    }
 
     #[test]
     fn plus_and_percent_20_are_both_spaces() {
@@ -268,6 +404,16 @@ mod tests {
         #[test]
         fn fast_parser_matches_the_reference_on_any_text(original in proptest::prelude::any::<String>()) {
             proptest::prop_assert_eq!(parse(&original).map(owned), reference_parse(&original));
+        }
+
+        #[test]
+        fn iterator_matches_the_vec_parser_it_replaced(
+            original in "([a-zA-Z0-9%+=&~._-]|%[0-9a-fA-F]{2}|%E5%90%8D|%FF|名|%F0%9F%8E%AC){0,40}"
+        ) {
+            proptest::prop_assert_eq!(
+                parse(&original),
+                crate::signature::reference::query::parse(&original)
+            );
         }
     }
 }
