@@ -214,6 +214,23 @@ async fn the_server_ends_a_call_at_its_grpc_timeout() {
         matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
         "{status:?}"
     );
+    tokio::time::timeout(Duration::from_secs(1), gate.wait_for_arrival())
+        .await
+        .expect("the call never reached the service");
+
+    // A call whose deadline has passed before it could start is answered without running.
+    let headers = [("authorization", &*authorization), ("grpc-timeout", "1n")];
+    let (status, _) = bare_http2_call(server.addr, ISSUE, &headers, request()).await;
+    assert_eq!(
+        status, "4",
+        "grpc-status {status}, expected DEADLINE_EXCEEDED"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), gate.wait_for_arrival())
+            .await
+            .is_err(),
+        "a call past its deadline reached the service"
+    );
 }
 
 #[tokio::test]
