@@ -48,8 +48,11 @@ pub enum LogFormat {
 const SERVER_FAILED: i32 = 1;
 
 pub fn run(args: ServeArgs) -> i32 {
-    // Held until `run` returns: dropping it flushes the log lines still queued.
-    let _log_flush = init_logging(args.log_format);
+    // Held until `run` returns: dropping it writes out the log lines still buffered.
+    let _log_flush = match init_logging(args.log_format) {
+        Ok(guard) => guard,
+        Err(e) => return fail_usage(format!("cannot start the log writer thread: {e}")),
+    };
     let mut config = match (&args.config, args.dev) {
         (Some(path), _) => match Config::load(path) {
             Ok(config) => config,
@@ -95,7 +98,7 @@ pub fn run(args: ServeArgs) -> i32 {
     })
 }
 
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(format: LogFormat) -> std::io::Result<crate::logging::FlushGuard> {
     crate::logging::init(match format {
         LogFormat::Plain => crate::logging::Format::Plain,
         LogFormat::Json => crate::logging::Format::Json,

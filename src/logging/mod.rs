@@ -1,9 +1,11 @@
-//! Logging of the server: every line goes through one background writer thread, and audit
-//! events (one per issued signature) have a formatter of their own (`audit`).
+//! Logging of the server: every line goes through one background writer thread (`writer`),
+//! and audit events (one per issued signature) have a formatter of their own (`audit`).
 
 mod audit;
+mod writer;
 
 pub use audit::{AuditLayer, TARGET as AUDIT_TARGET};
+pub use writer::{FlushGuard, LogWriter};
 
 use std::io::IsTerminal;
 
@@ -37,22 +39,10 @@ fn env_filter(warn: bool) -> EnvFilter {
 }
 
 /// Installs the global subscriber: lines in `format` on stderr, filtered by `RUST_LOG`.
-/// Keep the returned guard while the server runs; dropping it flushes the lines still queued.
-///
-/// Logs go to stderr through a background writer thread: with one audit line per signature, a
-/// synchronous write on the async worker threads stalled every call whenever stderr was slow
-/// (a pipe to a busy collector, a large file). The writer is lossless: when its queue is full,
-/// logging waits rather than dropping audit events.
-pub fn init(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("vod-signer-log")
-        // stderr is unbuffered: without this every line is its own write(2). The worker
-        // flushes whenever its queue runs empty, so lines are never held back.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+/// Keep the returned guard while the server runs; dropping it writes out the lines still
+/// buffered. Fails only if the writer thread cannot be started.
+pub fn init(format: Format) -> std::io::Result<FlushGuard> {
+    let (writer, guard) = writer::spawn(std::io::stderr(), writer::DEFAULT_HIGH_WATER)?;
     let is_audit = |meta: &tracing::Metadata<'_>| meta.target() == AUDIT_TARGET;
     let general = tracing_subscriber::fmt::layer()
         .with_writer(writer.clone())
@@ -71,5 +61,5 @@ pub fn init(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
         .with(general)
         .with(audit)
         .try_init();
-    guard
+    Ok(guard)
 }
