@@ -58,7 +58,7 @@ where
             };
             line.clear();
             format_event(line, event, self.format);
-            // The writer is tracing-appender's: a lossless queue to the log thread.
+            // One append to the log writer's buffer (see `writer`); lossless.
             let _ = self.writer.make_writer().write_all(line.as_bytes());
         });
     }
