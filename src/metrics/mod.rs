@@ -18,6 +18,7 @@
 //! by name, so a call neither allocates nor takes a write lock to count itself.
 
 mod grpc;
+mod histogram;
 mod http;
 
 use std::fmt;
@@ -27,7 +28,7 @@ use dashmap::DashMap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use grpc::CallRecorder;
@@ -35,6 +36,7 @@ pub use http::{MetricsServerError, serve_metrics};
 
 use crate::quota::OnStoreError;
 use crate::signature::VerifyFailure;
+use histogram::LatencyHistogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GrpcLabels {
@@ -128,10 +130,10 @@ impl CallerCounters {
     }
 }
 
-fn latency_histogram() -> Histogram {
+fn latency_histogram() -> LatencyHistogram {
     // 50 µs to about 1.2 s: a call is microseconds of work, the tail is the network and
     // queueing, and anything above a second is an incident whatever its exact value.
-    Histogram::new(exponential_buckets(0.000_05, 2.5, 12))
+    LatencyHistogram::new(exponential_buckets(0.000_05, 2.5, 12))
 }
 
 /// Every metric of one server. Cheap to share (`Arc<Metrics>`); counting never blocks.
@@ -139,8 +141,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<GrpcLabels, Counter>,
     request_handles: [[OnceLock<Counter>; grpc::CODES]; grpc::METHODS],
-    durations: Family<MethodLabels, Histogram, fn() -> Histogram>,
-    duration_handles: [OnceLock<Histogram>; grpc::METHODS],
+    durations: Family<MethodLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+    duration_handles: [OnceLock<LatencyHistogram>; grpc::METHODS],
     issued: CallerCounters,
     verifications: [Counter; 1 + VerifyFailure::ALL.len()],
     quota_rejections: CallerCounters,
@@ -161,7 +163,7 @@ impl Metrics {
             "gRPC calls handled, by method and status code",
             requests.clone(),
         );
-        let durations: Family<MethodLabels, Histogram, fn() -> Histogram> =
+        let durations: Family<MethodLabels, LatencyHistogram, fn() -> LatencyHistogram> =
             Family::new_with_constructor(latency_histogram);
         registry.register_with_unit(
             "grpc_request_duration",
@@ -320,7 +322,7 @@ impl Metrics {
         })
     }
 
-    fn duration_histogram(&self, method: usize) -> &Histogram {
+    fn duration_histogram(&self, method: usize) -> &LatencyHistogram {
         self.duration_handles[method].get_or_init(|| {
             let (grpc_service, grpc_method) = grpc::METHOD_NAMES[method];
             self.durations.get_or_create_owned(&MethodLabels {

@@ -55,7 +55,9 @@ fn request_counters_and_histograms_are_created_on_first_use() {
     metrics.request_counter(0, 0).inc();
     metrics.request_counter(0, 0).inc();
     metrics.request_counter(0, 8).inc();
-    metrics.duration_histogram(0).observe(0.001);
+    metrics
+        .duration_histogram(0)
+        .observe(std::time::Duration::from_millis(1));
     let text = metrics.encode();
     let service = "grpc_service=\"vod.signer.v1.UploadSigner\",grpc_method=\"IssueSignature\"";
     assert_eq!(
