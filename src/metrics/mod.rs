@@ -21,10 +21,11 @@ mod grpc;
 mod histogram;
 mod http;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use dashmap::DashMap;
+use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -102,23 +103,25 @@ impl Shed {
     }
 }
 
-/// A counter per caller, registered on first use and then found by name without allocating.
+/// A counter per caller, registered on first use and then found by name without allocating
+/// or locking: the name-to-counter map is an immutable snapshot read through `ArcSwap`, and
+/// replaced (copied with one more entry) only when a caller counts for the first time.
 /// Callers come from the configuration, so the label's cardinality is bounded by it.
 struct CallerCounters {
     family: Family<CallerLabels, Counter>,
-    cache: DashMap<Box<str>, Counter>,
+    cache: ArcSwap<HashMap<Box<str>, Counter>>,
 }
 
 impl CallerCounters {
     fn new() -> Self {
         CallerCounters {
             family: Family::default(),
-            cache: DashMap::new(),
+            cache: ArcSwap::from_pointee(HashMap::new()),
         }
     }
 
     fn inc_by(&self, caller: &str, n: u64) {
-        if let Some(counter) = self.cache.get(caller) {
+        if let Some(counter) = self.cache.load().get(caller) {
             counter.inc_by(n);
             return;
         }
@@ -126,7 +129,12 @@ impl CallerCounters {
             caller: Arc::from(caller),
         });
         counter.inc_by(n);
-        self.cache.insert(caller.into(), counter);
+        // Two first uses at once both insert the same family counter: harmless.
+        self.cache.rcu(|cache| {
+            let mut cache = HashMap::clone(cache);
+            cache.insert(caller.into(), counter.clone());
+            cache
+        });
     }
 }
 
