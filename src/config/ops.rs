@@ -56,8 +56,8 @@ const DEFAULT_KEEPALIVE_INTERVAL_SECONDS: u32 = 30;
 /// calls are refused at once, the accepted ones have p99 near 30 ms, and more calls succeed per
 /// second than unbounded (see BENCHMARKS.md). Clients retry UNAVAILABLE with backoff.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 256;
-/// Default of `max_concurrent_streams` (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection);
-/// without it tonic advertises no limit, and one client could open any number of streams.
+/// Default of `max_concurrent_streams` (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection).
+/// 0 in the file advertises no limit, and one client could then open any number of streams.
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
 /// Default of `max_queue_delay_ms`: how long an accepted `UploadSigner` call may wait for a
 /// worker thread before it is refused instead of started. A call is microseconds of work, so
