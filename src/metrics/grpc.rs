@@ -109,18 +109,17 @@ impl CallRecorder {
     }
 
     /// The service answered: the status is in `response`'s headers (trailers-only) or will be
-    /// in the trailers at the end of its body, which is watched for them.
-    pub fn watch(mut self, response: Response<Body>) -> Response<Body> {
+    /// in the trailers at the end of its body, which is watched for them. The body is wrapped
+    /// in place, not boxed again.
+    pub fn watch(mut self, response: Response<Body>) -> Response<MeteredBody> {
         if let Some(code) = status_in(response.headers()) {
             self.record(code);
-            return response;
+            return response.map(MeteredBody::unwatched);
         }
-        let (parts, body) = response.into_parts();
-        let body = MeteredBody {
-            inner: body,
+        response.map(|inner| MeteredBody {
+            inner,
             call: Some(self),
-        };
-        Response::from_parts(parts, Body::new(body))
+        })
     }
 
     fn record(&mut self, code: usize) {
@@ -140,10 +139,18 @@ impl Drop for CallRecorder {
     }
 }
 
-/// The response body, watched for the trailers that carry the status.
-struct MeteredBody {
+/// A response body, watched for the trailers that carry the status (when they are still to
+/// come).
+pub struct MeteredBody {
     inner: Body,
     call: Option<CallRecorder>,
+}
+
+impl MeteredBody {
+    /// A body whose call has been recorded already.
+    pub fn unwatched(inner: Body) -> Self {
+        MeteredBody { inner, call: None }
+    }
 }
 
 impl HttpBody for MeteredBody {

@@ -32,7 +32,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 
-pub use grpc::CallRecorder;
+pub use grpc::{CallRecorder, MeteredBody};
 pub use http::{MetricsServerError, serve_metrics};
 
 use crate::quota::OnStoreError;

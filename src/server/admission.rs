@@ -41,7 +41,7 @@ use tonic::codegen::Service;
 use tonic::codegen::http::{Request, Response};
 
 use super::grpc_timeout;
-use crate::metrics::{CallRecorder, Metrics, Shed};
+use crate::metrics::{CallRecorder, MeteredBody, Metrics, Shed};
 use crate::proto::v1::upload_signer_server::SERVICE_NAME;
 
 /// The limits [`Admission`] applies.
@@ -140,7 +140,7 @@ where
     S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Unpin,
     S::Future: Unpin,
 {
-    type Response = Response<Body>;
+    type Response = Response<MeteredBody>;
     type Error = Infallible;
     type Future = AdmittedCall<S>;
 
@@ -210,7 +210,7 @@ enum Stage<S: Service<Request<Incoming>>> {
     },
     Running(S::Future),
     /// Answered without the routes (refused, or past its deadline).
-    Answered(Option<Response<Body>>),
+    Answered(Option<Response<MeteredBody>>),
 }
 
 /// The future of one call, from arrival to the response headers.
@@ -229,7 +229,7 @@ impl<S: Service<Request<Incoming>>> AdmittedCall<S> {
     fn answered(status: Status, recorder: CallRecorder, arrival: Instant) -> Self {
         recorder.finish(status.code());
         AdmittedCall {
-            stage: Stage::Answered(Some(status.into_http())),
+            stage: Stage::Answered(Some(status.into_http().map(MeteredBody::unwatched))),
             arrival,
             deadline: arrival,
             timer: None,
@@ -238,13 +238,13 @@ impl<S: Service<Request<Incoming>>> AdmittedCall<S> {
         }
     }
 
-    fn answer(&mut self, status: Status) -> Response<Body> {
+    fn answer(&mut self, status: Status) -> Response<MeteredBody> {
         if let Some(recorder) = self.recorder.take() {
             recorder.finish(status.code());
         }
         // The place is free as soon as the answer is decided.
         self.slot = None;
-        status.into_http()
+        status.into_http::<Body>().map(MeteredBody::unwatched)
     }
 }
 
@@ -260,7 +260,7 @@ where
     S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Unpin,
     S::Future: Unpin,
 {
-    type Output = Result<Response<Body>, Infallible>;
+    type Output = Result<Response<MeteredBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();

@@ -49,7 +49,7 @@ pub(super) async fn serve<T, S>(
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<tonic::body::Body>,
+            Response = hyper::Response<crate::metrics::MeteredBody>,
             Error = std::convert::Infallible,
         > + Clone
         + Send
@@ -116,7 +116,7 @@ fn spawn<I, S>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<tonic::body::Body>,
+            Response = hyper::Response<crate::metrics::MeteredBody>,
             Error = std::convert::Infallible,
         > + Clone
         + Send
