@@ -1,6 +1,8 @@
 //! The verifier as it was before parsing and typed decoding were fused into one pass
-//! (`decode.rs`), kept verbatim (test-only) so property tests can check that the fast path
-//! returns exactly what this one did, error kinds and messages included.
+//! (`decode.rs`), kept (test-only) so property tests can check that the fast path returns
+//! exactly what this one did, error kinds and messages included. The key choice and the time
+//! checks, which the fusion did not touch, are the live ones (`verify::key_for`,
+//! `verify::check_times`); everything before them is the old code, verbatim.
 
 use std::borrow::Cow;
 
@@ -10,11 +12,11 @@ use base64::engine::general_purpose::STANDARD;
 use super::error::{ParamError, ParamName, VerifyError, VerifyFailure, clip};
 use super::key_ring::KeyRing;
 use super::params::{
-    MAX_VALIDITY_SECONDS, Procedure, Random, SecretId, SessionContext, SignedParams, SourceContext,
-    StorageRegion, TaskNotifyMode, TaskPriority, UploadParams,
+    Procedure, Random, SecretId, SessionContext, SignedParams, SourceContext, StorageRegion,
+    TaskNotifyMode, TaskPriority, UploadParams,
 };
 use super::query::{HEX_VALUE, NAME_STOP, NOT_HEX, QueryError};
-use super::verify::{MAC_LEN, MAX_SIGNATURE_LEN, VerifyOptions, mac_matches};
+use super::verify::{MAC_LEN, MAX_SIGNATURE_LEN, VerifyOptions, check_times, key_for};
 
 /// `query::parse` as it was.
 pub(crate) mod query {
@@ -182,75 +184,12 @@ pub(crate) fn verify(
         .iter()
         .find(|(name, _)| name == "secretId")
         .map(|(_, value)| value.as_ref());
-    let key = match secret_id {
-        Some(id) => {
-            let key = ring.get(id).ok_or_else(|| {
-                VerifyError::new(
-                    UnknownSecretId,
-                    format!("no key with secretId {:?} is configured", clip(id)),
-                )
-            })?;
-            if !mac_matches(key, original_bytes, tag) {
-                return Err(VerifyError::new(
-                    BadSignature,
-                    format!("the HMAC does not match key {}", key.secret_id()),
-                ));
-            }
-            key
-        }
-        None => {
-            // Without a secretId there is no key to pick; if one of ours made the MAC, the
-            // signer merely left the parameter out, which is an invalid parameter.
-            if ring.keys().any(|k| mac_matches(k, original_bytes, tag)) {
-                let e = ParamError::Missing {
-                    name: ParamName::SecretId,
-                };
-                return Err(VerifyError::new(InvalidParameter, e.to_string()));
-            }
-            return Err(VerifyError::new(
-                UnknownSecretId,
-                "the plaintext has no secretId and no configured key made its HMAC",
-            ));
-        }
-    };
+    let key = key_for(ring, secret_id, original_bytes, tag)?;
 
     let params = decode_params(pairs, key.secret_id())
         .map_err(|e| VerifyError::new(InvalidParameter, e.to_string()))?;
 
-    let validity = params.expire_time - params.current_time_stamp;
-    if validity < 1 {
-        return Err(VerifyError::new(
-            InvalidParameter,
-            format!(
-                "expireTime {} is not after currentTimeStamp {}",
-                params.expire_time, params.current_time_stamp
-            ),
-        ));
-    }
-    if validity > i64::from(MAX_VALIDITY_SECONDS) {
-        let detail = format!(
-            "expireTime - currentTimeStamp is {validity} s; VOD allows at most {MAX_VALIDITY_SECONDS} s (90 days)"
-        );
-        return Err(VerifyError::with_params(ValidityTooLong, detail, params));
-    }
-    let skew = i64::from(options.clock_skew_seconds);
-    if params.current_time_stamp > now.saturating_add(skew) {
-        let detail = format!(
-            "currentTimeStamp {} is {} s in the future (allowed clock skew {skew} s)",
-            params.current_time_stamp,
-            params.current_time_stamp - now
-        );
-        return Err(VerifyError::with_params(NotYetValid, detail, params));
-    }
-    if params.expire_time <= now {
-        let detail = format!(
-            "expired at {} ({} s ago)",
-            params.expire_time,
-            now - params.expire_time
-        );
-        return Err(VerifyError::with_params(Expired, detail, params));
-    }
-    Ok(params)
+    check_times(params, now, options)
 }
 
 fn parse_int(name: ParamName, value: &str, min: i64, max: u64) -> Result<i128, ParamError> {

@@ -116,78 +116,104 @@ impl KeyRing {
             return Err(VerifyError::new(Malformed, e.describe()));
         }
 
-        let key = match decoded.secret_id.as_deref() {
-            Some(id) => {
-                let key = self.get(id).ok_or_else(|| {
-                    VerifyError::new(
-                        UnknownSecretId,
-                        format!("no key with secretId {:?} is configured", clip(id)),
-                    )
-                })?;
-                if !mac_matches(key, original_bytes, tag) {
-                    return Err(VerifyError::new(
-                        BadSignature,
-                        format!("the HMAC does not match key {}", key.secret_id()),
-                    ));
-                }
-                key
-            }
-            None => {
-                // Without a secretId there is no key to pick; if one of ours made the MAC, the
-                // signer merely left the parameter out, which is an invalid parameter.
-                if self.keys().any(|k| mac_matches(k, original_bytes, tag)) {
-                    let e = ParamError::Missing {
-                        name: ParamName::SecretId,
-                    };
-                    return Err(VerifyError::new(InvalidParameter, e.to_string()));
-                }
-                return Err(VerifyError::new(
-                    UnknownSecretId,
-                    "the plaintext has no secretId and no configured key made its HMAC",
-                ));
-            }
-        };
+        let key = key_for(self, decoded.secret_id.as_deref(), original_bytes, tag)?;
 
         let params = match decoded.into_params(key.secret_id()) {
             Ok(params) => params,
             Err(e) => return Err(VerifyError::new(InvalidParameter, e.to_string())),
         };
 
-        let validity = params.expire_time - params.current_time_stamp;
-        if validity < 1 {
-            return Err(VerifyError::new(
-                InvalidParameter,
-                format!(
-                    "expireTime {} is not after currentTimeStamp {}",
-                    params.expire_time, params.current_time_stamp
-                ),
-            ));
-        }
-        if validity > i64::from(MAX_VALIDITY_SECONDS) {
-            let detail = format!(
-                "expireTime - currentTimeStamp is {validity} s; VOD allows at most {MAX_VALIDITY_SECONDS} s (90 days)"
-            );
-            return Err(VerifyError::with_params(ValidityTooLong, detail, params));
-        }
-        let skew = i64::from(options.clock_skew_seconds);
-        if params.current_time_stamp > now.saturating_add(skew) {
-            let detail = format!(
-                "currentTimeStamp {} is {} s in the future (allowed clock skew {skew} s)",
-                params.current_time_stamp,
-                params.current_time_stamp - now
-            );
-            return Err(VerifyError::with_params(NotYetValid, detail, params));
-        }
-        if params.expire_time <= now {
-            let detail = format!(
-                "expired at {} ({} s ago)",
-                params.expire_time,
-                now - params.expire_time
-            );
-            return Err(VerifyError::with_params(Expired, detail, params));
-        }
-        Ok(params)
+        check_times(params, now, options)
     }
+}
+
+/// The key that made the MAC of `original`, chosen by its `secretId` (the first one in the
+/// plaintext), or the failure: UNKNOWN_SECRET_ID, BAD_SIGNATURE, or INVALID_PARAMETER when the
+/// plaintext names no key but one of ours made the MAC anyway.
+pub(crate) fn key_for<'a>(
+    ring: &'a KeyRing,
+    secret_id: Option<&str>,
+    original: &[u8],
+    tag: &[u8],
+) -> Result<&'a SigningKey, VerifyError> {
+    use VerifyFailure::*;
+
+    match secret_id {
+        Some(id) => {
+            let key = ring.get(id).ok_or_else(|| {
+                VerifyError::new(
+                    UnknownSecretId,
+                    format!("no key with secretId {:?} is configured", clip(id)),
+                )
+            })?;
+            if !mac_matches(key, original, tag) {
+                return Err(VerifyError::new(
+                    BadSignature,
+                    format!("the HMAC does not match key {}", key.secret_id()),
+                ));
+            }
+            Ok(key)
+        }
+        None => {
+            // Without a secretId there is no key to pick; if one of ours made the MAC, the
+            // signer merely left the parameter out, which is an invalid parameter.
+            if ring.keys().any(|k| mac_matches(k, original, tag)) {
+                let e = ParamError::Missing {
+                    name: ParamName::SecretId,
+                };
+                return Err(VerifyError::new(InvalidParameter, e.to_string()));
+            }
+            Err(VerifyError::new(
+                UnknownSecretId,
+                "the plaintext has no secretId and no configured key made its HMAC",
+            ))
+        }
+    }
+}
+
+/// The checks on a MAC-checked signature's times, in order: INVALID_PARAMETER (expiry not after
+/// issue), VALIDITY_TOO_LONG, NOT_YET_VALID, EXPIRED.
+pub(crate) fn check_times(
+    params: SignedParams,
+    now: i64,
+    options: VerifyOptions,
+) -> Result<SignedParams, VerifyError> {
+    use VerifyFailure::*;
+
+    let validity = params.expire_time - params.current_time_stamp;
+    if validity < 1 {
+        return Err(VerifyError::new(
+            InvalidParameter,
+            format!(
+                "expireTime {} is not after currentTimeStamp {}",
+                params.expire_time, params.current_time_stamp
+            ),
+        ));
+    }
+    if validity > i64::from(MAX_VALIDITY_SECONDS) {
+        let detail = format!(
+            "expireTime - currentTimeStamp is {validity} s; VOD allows at most {MAX_VALIDITY_SECONDS} s (90 days)"
+        );
+        return Err(VerifyError::with_params(ValidityTooLong, detail, params));
+    }
+    let skew = i64::from(options.clock_skew_seconds);
+    if params.current_time_stamp > now.saturating_add(skew) {
+        let detail = format!(
+            "currentTimeStamp {} is {} s in the future (allowed clock skew {skew} s)",
+            params.current_time_stamp,
+            params.current_time_stamp - now
+        );
+        return Err(VerifyError::with_params(NotYetValid, detail, params));
+    }
+    if params.expire_time <= now {
+        let detail = format!(
+            "expired at {} ({} s ago)",
+            params.expire_time,
+            now - params.expire_time
+        );
+        return Err(VerifyError::with_params(Expired, detail, params));
+    }
+    Ok(params)
 }
 
 #[cfg(test)]
