@@ -22,6 +22,34 @@ pub(super) enum Incoming<T> {
     Tls(tokio::sync::mpsc::Receiver<T>),
 }
 
+/// What serving connections needs of the service: hyper's `Service` for HTTP/2 streams,
+/// shared by every connection.
+pub(super) trait StreamService:
+    hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+        Response = hyper::Response<crate::metrics::MeteredBody>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> StreamService for S where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<crate::metrics::MeteredBody>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The HTTP/2 settings of every connection, from `[transport]`.
 pub(super) fn http2_builder(transport: &TransportSettings) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -47,15 +75,7 @@ pub(super) async fn serve<T, S>(
     shutdown: impl Future<Output = ()>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<crate::metrics::MeteredBody>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: StreamService,
 {
     let (stop, stopped) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
@@ -114,15 +134,7 @@ fn spawn<I, S>(
     mut stopped: watch::Receiver<()>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<crate::metrics::MeteredBody>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: StreamService,
 {
     let connection = builder.serve_connection(TokioIo::new(io), service.clone());
     tokio::spawn(async move {
