@@ -1,8 +1,9 @@
 //! The verifier as it was before parsing and typed decoding were fused into one pass
 //! (`decode.rs`), kept (test-only) so property tests can check that the fast path returns
 //! exactly what this one did, error kinds and messages included. The key choice and the time
-//! checks, which the fusion did not touch, are the live ones (`verify::key_for`,
-//! `verify::check_times`); everything before them is the old code, verbatim.
+//! checks and the checks on the signature text before and after base64, which the fusion did
+//! not touch, are the live ones (`verify::{trimmed, split, key_for, check_times}`); parsing and
+//! typed decoding are the old code, verbatim.
 
 use std::borrow::Cow;
 
@@ -16,7 +17,7 @@ use super::params::{
     TaskNotifyMode, TaskPriority, UploadParams,
 };
 use super::query::{HEX_VALUE, NAME_STOP, NOT_HEX, QueryError};
-use super::verify::{MAC_LEN, MAX_SIGNATURE_LEN, VerifyOptions, check_times, key_for};
+use super::verify::{VerifyOptions, check_times, key_for, split, trimmed};
 
 /// `query::parse` as it was.
 pub(crate) mod query {
@@ -146,38 +147,14 @@ pub(crate) fn verify(
 ) -> Result<SignedParams, VerifyError> {
     use VerifyFailure::*;
 
-    // Java's sample strips line breaks itself; tolerate them around the value too.
-    let signature = signature.trim_matches(|c: char| c.is_ascii_whitespace());
-    if signature.is_empty() {
-        return Err(VerifyError::new(Malformed, "the signature is empty"));
-    }
-    if signature.len() > MAX_SIGNATURE_LEN {
-        return Err(VerifyError::new(
-            Malformed,
-            format!(
-                "the signature is {} characters long; at most {MAX_SIGNATURE_LEN} are accepted",
-                signature.len()
-            ),
-        ));
-    }
+    let signature = trimmed(signature)?;
     let raw = STANDARD.decode(signature).map_err(|e| {
         VerifyError::new(
             Malformed,
             format!("the signature is not standard base64: {e}"),
         )
     })?;
-    if raw.len() < MAC_LEN {
-        return Err(VerifyError::new(
-            Malformed,
-            format!(
-                "the signature decodes to {} bytes, fewer than the 20-byte HMAC-SHA1",
-                raw.len()
-            ),
-        ));
-    }
-    let (tag, original_bytes) = raw.split_at(MAC_LEN);
-    let original = std::str::from_utf8(original_bytes)
-        .map_err(|_| VerifyError::new(Malformed, "the plaintext is not valid UTF-8"))?;
+    let (tag, original_bytes, original) = split(&raw)?;
     let pairs = query::parse(original).map_err(|e| VerifyError::new(Malformed, e.describe()))?;
 
     let secret_id = pairs

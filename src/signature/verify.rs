@@ -61,20 +61,7 @@ impl KeyRing {
     ) -> Result<SignedParams, VerifyError> {
         use VerifyFailure::*;
 
-        // Java's sample strips line breaks itself; tolerate them around the value too.
-        let signature = signature.trim_matches(|c: char| c.is_ascii_whitespace());
-        if signature.is_empty() {
-            return Err(VerifyError::new(Malformed, "the signature is empty"));
-        }
-        if signature.len() > MAX_SIGNATURE_LEN {
-            return Err(VerifyError::new(
-                Malformed,
-                format!(
-                    "the signature is {} characters long; at most {MAX_SIGNATURE_LEN} are accepted",
-                    signature.len()
-                ),
-            ));
-        }
+        let signature = trimmed(signature)?;
         let not_base64 = |e: base64::DecodeError| {
             VerifyError::new(
                 Malformed,
@@ -99,18 +86,7 @@ impl KeyRing {
             heap = STANDARD.decode(signature).map_err(not_base64)?;
             &heap
         };
-        if raw.len() < MAC_LEN {
-            return Err(VerifyError::new(
-                Malformed,
-                format!(
-                    "the signature decodes to {} bytes, fewer than the 20-byte HMAC-SHA1",
-                    raw.len()
-                ),
-            ));
-        }
-        let (tag, original_bytes) = raw.split_at(MAC_LEN);
-        let original = std::str::from_utf8(original_bytes)
-            .map_err(|_| VerifyError::new(Malformed, "the plaintext is not valid UTF-8"))?;
+        let (tag, original_bytes, original) = split(raw)?;
         let mut decoded = Decoded::new();
         if let Err(e) = decoded.read(original) {
             return Err(VerifyError::new(Malformed, e.describe()));
@@ -125,6 +101,48 @@ impl KeyRing {
 
         check_times(params, now, options)
     }
+}
+
+/// The signature text without surrounding whitespace, or MALFORMED if that is empty or longer
+/// than [`MAX_SIGNATURE_LEN`].
+pub(crate) fn trimmed(signature: &str) -> Result<&str, VerifyError> {
+    // Java's sample strips line breaks itself; tolerate them around the value too.
+    let signature = signature.trim_matches(|c: char| c.is_ascii_whitespace());
+    if signature.is_empty() {
+        return Err(VerifyError::new(
+            VerifyFailure::Malformed,
+            "the signature is empty",
+        ));
+    }
+    if signature.len() > MAX_SIGNATURE_LEN {
+        return Err(VerifyError::new(
+            VerifyFailure::Malformed,
+            format!(
+                "the signature is {} characters long; at most {MAX_SIGNATURE_LEN} are accepted",
+                signature.len()
+            ),
+        ));
+    }
+    Ok(signature)
+}
+
+/// The decoded signature split into the MAC tag, the plaintext bytes and the plaintext as
+/// text, or MALFORMED.
+pub(crate) fn split(raw: &[u8]) -> Result<(&[u8], &[u8], &str), VerifyError> {
+    if raw.len() < MAC_LEN {
+        return Err(VerifyError::new(
+            VerifyFailure::Malformed,
+            format!(
+                "the signature decodes to {} bytes, fewer than the 20-byte HMAC-SHA1",
+                raw.len()
+            ),
+        ));
+    }
+    let (tag, original_bytes) = raw.split_at(MAC_LEN);
+    let original = std::str::from_utf8(original_bytes).map_err(|_| {
+        VerifyError::new(VerifyFailure::Malformed, "the plaintext is not valid UTF-8")
+    })?;
+    Ok((tag, original_bytes, original))
 }
 
 /// The key that made the MAC of `original`, chosen by its `secretId` (the first one in the
