@@ -10,8 +10,6 @@ mod verify;
 
 use clap::{Parser, Subcommand};
 
-pub use secret_source::SecretKeySource;
-
 /// Issue and verify Tencent Cloud VOD client-upload signatures.
 #[derive(Debug, Parser)]
 #[command(name = "vod-signer", version, about, propagate_version = true)]

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::signature::{SecretId, SecretKey, SigningKey};
+use crate::config::SecretKeySource;
+use crate::signature::{SecretId, SigningKey};
 
 /// `--secret-id` plus exactly one of `--secret-key-env` / `--secret-key-file`.
 #[derive(Debug, Clone, Args)]
@@ -25,31 +26,6 @@ pub struct KeyArgs {
     /// File holding the SecretKey (a trailing newline is ignored).
     #[arg(long, value_name = "PATH")]
     pub secret_key_file: Option<PathBuf>,
-}
-
-/// A place a SecretKey is read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretKeySource {
-    Env(String),
-    File(PathBuf),
-}
-
-impl SecretKeySource {
-    /// Reads the key. Errors name the variable or file, never the value.
-    pub fn load(&self) -> Result<SecretKey, String> {
-        let bytes = match self {
-            SecretKeySource::Env(var) => match std::env::var_os(var) {
-                Some(v) => v.into_encoded_bytes(),
-                None => return Err(format!("environment variable {var} is not set")),
-            },
-            SecretKeySource::File(path) => std::fs::read(path)
-                .map_err(|e| format!("cannot read SecretKey file {}: {e}", path.display()))?,
-        };
-        SecretKey::new(bytes).map_err(|e| match self {
-            SecretKeySource::Env(var) => format!("environment variable {var}: {e}"),
-            SecretKeySource::File(path) => format!("SecretKey file {}: {e}", path.display()),
-        })
-    }
 }
 
 impl KeyArgs {

@@ -23,6 +23,7 @@
 mod dev;
 mod error;
 mod ops;
+mod secret_source;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -38,8 +39,8 @@ pub use ops::{
     DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, QuotaSettings, RedisUrl, TlsSettings,
     TransportSettings,
 };
+pub use secret_source::SecretKeySource;
 
-use crate::cli::SecretKeySource;
 use crate::policy::{Caller, Callers, CallersError, DEFAULT_VALIDITY_SECONDS, Policy, TokenHash};
 use crate::signature::{
     DEFAULT_CLOCK_SKEW_SECONDS, KeyRing, KeyRingError, MAX_VALIDITY_SECONDS, SecretId, SigningKey,

@@ -35,7 +35,6 @@ use prometheus_client::registry::{Registry, Unit};
 pub use grpc::{CallRecorder, MeteredBody};
 pub use http::{MetricsServerError, serve_metrics};
 
-use crate::quota::OnStoreError;
 use crate::signature::VerifyFailure;
 use histogram::LatencyHistogram;
 
@@ -288,11 +287,11 @@ impl Metrics {
         self.quota_rejections.inc_by(caller, 1);
     }
 
-    pub fn quota_store_error(&self, store: &'static str, on_store_error: OnStoreError) {
+    pub fn quota_store_error(&self, store: &'static str, on_store_error: &'static str) {
         self.quota_store_errors
             .get_or_create(&StoreErrorLabels {
                 store,
-                on_store_error: on_store_error.as_str(),
+                on_store_error,
             })
             .inc();
     }

@@ -15,7 +15,7 @@ fn counters_show_in_the_exposition() {
     metrics.verified(Some(VerifyFailure::Expired));
     metrics.verified(Some(VerifyFailure::Expired));
     metrics.quota_rejected("bff");
-    metrics.quota_store_error("redis", OnStoreError::Deny);
+    metrics.quota_store_error("redis", "deny");
     metrics.config_reloaded(true);
     metrics.config_reloaded(false);
     metrics.config_reloaded(false);

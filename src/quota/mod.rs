@@ -207,7 +207,7 @@ impl Quotas {
             }
             Err(error) => {
                 self.metrics
-                    .quota_store_error(self.store.kind(), self.on_store_error);
+                    .quota_store_error(self.store.kind(), self.on_store_error.as_str());
                 self.warn(caller, &error);
                 match self.on_store_error {
                     OnStoreError::Allow => Admission::Allowed,
