@@ -241,3 +241,18 @@ async fn the_token_is_never_an_argument() {
     .await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_of_ages_is_honoured_without_a_panic() {
+    let server = start().await;
+    let mut args = args(server.addr, "issue", &["--user", "u-1"]);
+    let timeout = args.iter().position(|a| a == "5s").unwrap();
+    args[timeout] = "500000000000y".into();
+    let out = run(args, Some(TOKEN)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+}

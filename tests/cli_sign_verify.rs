@@ -276,3 +276,22 @@ fn every_signature_is_fresh() {
     let b = sign(&["--one-time"]);
     assert_ne!(a, b);
 }
+
+#[test]
+fn verify_at_the_ends_of_time_answers_instead_of_overflowing() {
+    let signature = sign(&["--validity", "60"]);
+    let (code, v) = verify(&signature, &["--at=-9223372036854775808"]);
+    assert_eq!(
+        (code, v["failure"].as_str()),
+        (1, Some("NOT_YET_VALID")),
+        "{v}"
+    );
+    let detail = v["detail"].as_str().unwrap();
+    // The true distance, which does not fit in an i64.
+    let ts = v["params"]["currentTimeStamp"].as_i64().unwrap();
+    let expected = i128::from(ts) - i128::from(i64::MIN);
+    assert!(detail.contains(&expected.to_string()), "{detail}");
+
+    let (code, v) = verify(&signature, &["--at=9223372036854775807"]);
+    assert_eq!((code, v["failure"].as_str()), (1, Some("EXPIRED")), "{v}");
+}

@@ -207,3 +207,58 @@ async fn sighup_makes_a_running_process_reload_its_file() {
         assert!(!log.contains(secret), "a secret reached the log");
     }
 }
+
+#[tokio::test]
+async fn restart_only_changes_stay_pending_on_every_later_reload() {
+    let dir = ConfigDir::new();
+    dir.write_config(&config_toml(
+        KEY_A,
+        false,
+        "shutdown_grace_seconds = 10",
+        "",
+    ));
+    let server = OpsServer::start(dir.load()).await;
+    let mut client = server.client().await;
+
+    dir.write_config(&config_toml(
+        KEY_A,
+        false,
+        "shutdown_grace_seconds = 3\n[transport]\ncall_timeout_seconds = 7",
+        "",
+    ));
+    let first = server.reload.reload().await.unwrap();
+    assert_eq!(
+        first.pending_restart,
+        ["transport", "shutdown_grace_seconds"]
+    );
+    // A reload for something else (the key): the earlier changes still wait for a restart.
+    dir.write_config(&config_toml(
+        KEY_B,
+        false,
+        "shutdown_grace_seconds = 3\n[transport]\ncall_timeout_seconds = 7",
+        "",
+    ));
+    let second = server.reload.reload().await.unwrap();
+    assert_eq!(
+        second.pending_restart,
+        ["transport", "shutdown_grace_seconds"]
+    );
+    assert_eq!(
+        issue(&mut client, "alice").await.unwrap().secret_id,
+        KEY_B.0
+    );
+    // Back to the running values: nothing is pending any more.
+    dir.write_config(&config_toml(
+        KEY_B,
+        false,
+        "shutdown_grace_seconds = 10",
+        "",
+    ));
+    let third = server.reload.reload().await.unwrap();
+    assert!(
+        third.pending_restart.is_empty(),
+        "{:?}",
+        third.pending_restart
+    );
+    server.stop().await;
+}

@@ -322,3 +322,39 @@ fn serve_dev_prints_a_working_token_and_exits_0_on_sigint() {
     let (code, lines) = serve.finish();
     assert_eq!(code, 0, "{}", lines.join("\n"));
 }
+
+#[cfg(unix)]
+#[test]
+fn serve_warns_about_a_secret_file_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("secret-key");
+    std::fs::write(&key, "secret-key-in-a-readable-file").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = dir.path().join("signer.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[[keys]]\nsecret_id = \"AKIDmode\"\nsecret_key_file = \"secret-key\"\n[[callers]]\nname = \"c\"\ntoken_sha256 = \"{}\"\n",
+            sha256_hex(FULL)
+        ),
+    )
+    .unwrap();
+    let mut serve = ServeProcess::spawn(&["--config", path.to_str().unwrap()], &[]);
+    let warning = serve.wait_for(|line| {
+        (line.contains("WARN") && line.contains("keys[0].secret_key_file")).then(|| line.to_owned())
+    });
+    assert!(
+        warning.contains("644") && warning.contains("chmod 600"),
+        "{warning}"
+    );
+    assert!(!warning.contains("secret-key-in-a-readable-file"));
+    serve.signal("TERM");
+    let (code, _) = serve.finish();
+    assert_eq!(code, 0);
+
+    // At 0600 nothing is said.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = vod_signer::config::Config::load(&path).unwrap();
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}

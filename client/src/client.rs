@@ -63,6 +63,7 @@ struct Inner {
     token: SharedTokenProvider,
     default_deadline: Duration,
     retry: RetryPolicy,
+    warnings: Vec<String>,
 }
 
 impl fmt::Debug for SignerClient {
@@ -150,6 +151,12 @@ impl SignerClient {
         Ok(Verification::from_proto(response?))
     }
 
+    /// What the builder accepted but warned about (also logged once, through `tracing`):
+    /// today only `http://` endpoints off this host, where the token travels in plain text.
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
+    }
+
     /// The endpoints calls are spread over, in the order given to the builder.
     pub fn endpoints(&self) -> impl Iterator<Item = &str> {
         self.inner.endpoints.iter().map(|(uri, _)| uri.as_str())
@@ -176,7 +183,13 @@ impl SignerClient {
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let started = Instant::now();
-        let give_up_at = started + deadline;
+        // A deadline beyond what `grpc-timeout` can say (8 digits of hours) or what the clock
+        // can add (`Duration::MAX`) means "no deadline of mine": it becomes the largest one
+        // that works, instead of a panic.
+        let deadline = deadline.min(MAX_DEADLINE);
+        let give_up_at = started
+            .checked_add(deadline)
+            .unwrap_or_else(|| started + FAR_FUTURE);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -223,6 +236,13 @@ impl SignerClient {
         }
     }
 }
+
+/// The longest deadline a call is given; longer ones are cut to it. `grpc-timeout` carries
+/// at most 8 digits of hours, and tonic panics on a timeout it cannot express.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(99_999_999 * 3600);
+
+/// Where the deadline lands when the clock cannot add [`MAX_DEADLINE`] (about 30 years).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// When `grpc-timeout` expires, tonic (in this client's channel or in the server) ends the call
 /// with CANCELLED ("Timeout expired"), possibly a hair before the timer in [`SignerClient::call`]
@@ -372,12 +392,50 @@ impl SignerClientBuilder {
         }
         self.check_pems()?;
         let tls_options = !self.ca_pems.is_empty() || self.identity.is_some();
+        // Schemes first: a mix is refused before anything else about the endpoints is built.
+        let schemes: Vec<Option<String>> = self
+            .endpoints
+            .iter()
+            .map(|uri| {
+                Endpoint::from_shared(uri.clone())
+                    .ok()
+                    .and_then(|e| e.uri().scheme_str().map(str::to_ascii_lowercase))
+            })
+            .collect();
+        let plain: Vec<&str> = self
+            .endpoints
+            .iter()
+            .zip(&schemes)
+            .filter(|(_, scheme)| scheme.as_deref() == Some("http"))
+            .map(|(uri, _)| uri.as_str())
+            .collect();
+        if !plain.is_empty() && schemes.iter().any(|s| s.as_deref() == Some("https")) {
+            // Round robin would send the same bearer token in the clear to these, undoing
+            // whatever the https:// endpoints protect.
+            return Err(Error::config(format!(
+                "endpoints mix https:// and http:// ({}): the token would travel in plain text to the http:// ones; use one scheme",
+                plain.join(", ")
+            )));
+        }
         let mut any_https = false;
+        let mut plain_remote = Vec::new();
         let mut endpoints = Vec::with_capacity(self.endpoints.len());
         for uri in &self.endpoints {
             let (endpoint, https) = self.endpoint_for(uri)?;
             any_https |= https;
+            if !https && !is_loopback(endpoint.uri().host().unwrap_or_default()) {
+                plain_remote.push(uri.as_str());
+            }
             endpoints.push((uri.clone(), endpoint.connect_lazy()));
+        }
+        let mut warnings = Vec::new();
+        if !plain_remote.is_empty() {
+            let warning = format!(
+                "the bearer token is sent in plain text over the network to {} (http:// to a host other than this one); use https://",
+                plain_remote.join(", ")
+            );
+            tracing::warn!("{warning}");
+            warnings.push(warning);
         }
         if tls_options && !any_https {
             // Silently sending in the clear what was meant to go over TLS would be worse.
@@ -392,6 +450,7 @@ impl SignerClientBuilder {
                 token,
                 default_deadline: self.default_deadline.unwrap_or(DEFAULT_DEADLINE),
                 retry: self.retry.unwrap_or_default(),
+                warnings,
             }),
         })
     }
@@ -472,10 +531,71 @@ impl SignerClientBuilder {
     }
 }
 
+/// `localhost`, 127.0.0.0/8 or `[::1]`: traffic that never leaves the machine.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::BearerToken;
+
+    #[tokio::test]
+    async fn mixed_schemes_are_refused_and_remote_plaintext_warned_about_once() {
+        let err = SignerClient::builder()
+            .endpoints([
+                "https://signer-a.internal:443",
+                "http://signer-b.internal:50051",
+            ])
+            .tls_ca_pem(b"-----BEGIN CERTIFICATE-----".to_vec())
+            .bearer_token(token())
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err}");
+        assert!(
+            err.to_string().contains("http://signer-b.internal:50051"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("https://signer-a"), "{err}");
+
+        let client = SignerClient::builder()
+            .endpoints(["http://10.0.0.5:50051", "http://signer.internal:50051"])
+            .bearer_token(token())
+            .build()
+            .unwrap();
+        assert_eq!(client.warnings().len(), 1, "{:?}", client.warnings());
+        let warning = &client.warnings()[0];
+        assert!(warning.contains("http://10.0.0.5:50051") && warning.contains("signer.internal"));
+
+        let local = SignerClient::builder()
+            .endpoints(["http://127.0.0.1:1", "http://localhost:2", "http://[::1]:3"])
+            .bearer_token(token())
+            .build()
+            .unwrap();
+        assert!(local.warnings().is_empty(), "{:?}", local.warnings());
+    }
+
+    #[tokio::test]
+    async fn a_huge_deadline_is_cut_not_a_panic() {
+        let client = SignerClient::builder()
+            .endpoint("http://127.0.0.1:1")
+            .bearer_token(token())
+            .connect_timeout(Duration::from_millis(200))
+            .retry_policy(RetryPolicy::never())
+            .build()
+            .unwrap();
+        // Nothing listens: the answer is UNAVAILABLE, whatever the deadline.
+        let err = client
+            .verify_with_deadline("AAAA", Duration::MAX)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    }
 
     fn token() -> BearerToken {
         BearerToken::new("t").unwrap()

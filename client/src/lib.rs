@@ -50,7 +50,8 @@ pub mod proto {
 }
 
 pub use client::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEADLINE, MAX_BATCH, SignerClient, SignerClientBuilder,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEADLINE, MAX_BATCH, MAX_DEADLINE, SignerClient,
+    SignerClientBuilder,
 };
 pub use error::{Error, FieldViolation};
 pub use request::{IssueRequest, MAX_VALIDITY, TaskNotifyMode, UploadParams};

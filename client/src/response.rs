@@ -1,5 +1,6 @@
 //! What the service answers, as Rust types.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,6 +86,10 @@ pub struct SignatureContents {
     pub random: u32,
     /// The optional parameters it carries.
     pub params: UploadParams,
+    /// Signed parameters that are none of the documented ones, by name (values of a repeated
+    /// name joined with `,`). A valid signature may carry them: they were signed, so whoever
+    /// relies on the signature should look.
+    pub extra_params: BTreeMap<String, String>,
 }
 
 /// Why the service rejected a signature. Checks run in this order; the first failure is named.
@@ -178,6 +183,7 @@ impl Verification {
             expires_at: from_unix(r.expires_at),
             random: r.random,
             params: UploadParams::from_proto(r.params.unwrap_or_default()),
+            extra_params: r.extra_params.into_iter().collect(),
         });
         match (r.valid, contents) {
             (true, Some(contents)) => Verification::Valid(contents),
@@ -259,6 +265,7 @@ mod tests {
             random: 7,
             params: None,
             detail: "expired at 20".into(),
+            extra_params: [("foo".to_owned(), "bar".to_owned())].into(),
         });
         let Verification::Invalid {
             failure,
@@ -271,6 +278,7 @@ mod tests {
         assert_eq!(failure, VerifyFailure::Expired);
         assert_eq!(detail, "expired at 20");
         assert_eq!(contents.random, 7);
+        assert_eq!(contents.extra_params["foo"], "bar");
 
         let malformed = Verification::from_proto(proto::VerifySignatureResponse {
             valid: false,

@@ -53,7 +53,20 @@ fn contents_json(c: &SignatureContents) -> Map<String, Value> {
         "storageRegion",
         p.storage_region.as_deref().map(Value::from),
     );
+    // Unknown signed parameters, as `vod-signer verify` prints them: among the parameters,
+    // and on their own so a checker cannot miss them.
+    for (name, value) in &c.extra_params {
+        m.entry(name.clone())
+            .or_insert_with(|| value.as_str().into());
+    }
     m
+}
+
+fn extra_json(c: &SignatureContents) -> Map<String, Value> {
+    c.extra_params
+        .iter()
+        .map(|(name, value)| (name.clone(), value.as_str().into()))
+        .collect()
 }
 
 fn signature(args: &CheckArgs) -> Result<String, String> {
@@ -84,7 +97,8 @@ pub fn run(args: CheckArgs) -> i32 {
         let (verdict, code) = match client.verify(&signature).await {
             Ok(Verification::Valid(contents)) => (
                 json!({"valid": true, "failure": null, "detail": null,
-                       "params": contents_json(&contents)}),
+                       "params": contents_json(&contents),
+                       "extra_params": extra_json(&contents)}),
                 exit::OK,
             ),
             Ok(Verification::Invalid {
@@ -93,7 +107,8 @@ pub fn run(args: CheckArgs) -> i32 {
                 contents,
             }) => (
                 json!({"valid": false, "failure": failure.as_str(), "detail": detail,
-                       "params": contents.as_ref().map(contents_json).unwrap_or_default()}),
+                       "params": contents.as_ref().map(contents_json).unwrap_or_default(),
+                       "extra_params": contents.as_ref().map(extra_json).unwrap_or_default()}),
                 exit::NEGATIVE,
             ),
             // 1 means "invalid", so a refused call must not exit with it.

@@ -79,7 +79,12 @@ impl ClientArgs {
         if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
             builder = builder.tls_client_identity(read("cert-file", cert)?, read("key-file", key)?);
         }
-        builder.build().map_err(|e| e.to_string())
+        let client = builder.build().map_err(|e| e.to_string())?;
+        // The CLI installs no log subscriber: say it here, once.
+        for warning in client.warnings() {
+            eprintln!("vod-signer: warning: {warning}");
+        }
+        Ok(client)
     }
 }
 

@@ -62,6 +62,24 @@ pub fn params_json(p: &SignedParams) -> Map<String, Value> {
     m
 }
 
+/// The signed parameters none of the documented ones, by name (repeats joined with `,`, as
+/// the service's `extra_params`).
+pub fn extra_json(p: &SignedParams) -> Map<String, Value> {
+    let mut m = Map::new();
+    for (name, value) in &p.extra {
+        match m.get_mut(name) {
+            Some(Value::String(values)) => {
+                values.push(',');
+                values.push_str(value);
+            }
+            _ => {
+                m.insert(name.clone(), value.as_str().into());
+            }
+        }
+    }
+    m
+}
+
 pub fn run(args: VerifyArgs) -> i32 {
     let key = match args.key.signing_key() {
         Ok(k) => k,
@@ -74,7 +92,8 @@ pub fn run(args: VerifyArgs) -> i32 {
     let now = args.at.unwrap_or_else(unix_now);
     let (verdict, code) = match ring.verify(&args.signature, now, options) {
         Ok(params) => (
-            json!({"valid": true, "failure": null, "detail": null, "params": params_json(&params)}),
+            json!({"valid": true, "failure": null, "detail": null, "params": params_json(&params),
+                   "extra_params": extra_json(&params)}),
             exit::OK,
         ),
         Err(e) => (
@@ -83,6 +102,7 @@ pub fn run(args: VerifyArgs) -> i32 {
                 "failure": e.failure.as_str(),
                 "detail": e.detail,
                 "params": e.params.as_deref().map(params_json).unwrap_or_default(),
+                "extra_params": e.params.as_deref().map(extra_json).unwrap_or_default(),
             }),
             exit::NEGATIVE,
         ),

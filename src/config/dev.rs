@@ -42,5 +42,7 @@ pub(super) fn config() -> Config {
         quota: super::QuotaSettings::default(),
         transport: super::TransportSettings::default(),
         source: None,
+        instance_id: None,
+        warnings: Vec::new(),
     }
 }

@@ -22,6 +22,7 @@
 
 mod dev;
 mod error;
+mod file_mode;
 mod ops;
 mod secret_source;
 
@@ -43,8 +44,8 @@ pub use secret_source::SecretKeySource;
 
 use crate::policy::{Caller, Callers, CallersError, DEFAULT_VALIDITY_SECONDS, Policy, TokenHash};
 use crate::signature::{
-    DEFAULT_CLOCK_SKEW_SECONDS, KeyRing, KeyRingError, MAX_VALIDITY_SECONDS, SecretId, SigningKey,
-    Validity,
+    DEFAULT_CLOCK_SKEW_SECONDS, InstanceId, KeyRing, KeyRingError, MAX_INSTANCE_ID,
+    MAX_VALIDITY_SECONDS, SecretId, SigningKey, Validity,
 };
 
 /// Where the service listens unless the file says otherwise: loopback only, so a forgotten
@@ -76,6 +77,11 @@ pub struct Config {
     pub transport: TransportSettings,
     /// The file this configuration was read from, which a reload (SIGHUP) reads again.
     pub source: Option<PathBuf>,
+    /// This replica's share of the `random` space (`instance_id`): replicas with distinct ids
+    /// never repeat a `random`. `None`: leased from Redis if configured, else per process.
+    pub instance_id: Option<InstanceId>,
+    /// Accepted but risky settings (a secret file others can read), logged at start and reload.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +98,7 @@ struct RawConfig {
     tls: Option<ops::RawTls>,
     quota: Option<ops::RawQuota>,
     transport: Option<ops::RawTransport>,
+    instance_id: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -162,8 +169,19 @@ impl Config {
                     .map_err(|e| ConfigError::field("metrics_listen", format!("{text:?}: {e}")))?,
             ),
         };
-        let keys = key_ring(raw.keys, base_dir)?;
+        let instance_id = match raw.instance_id {
+            None => None,
+            Some(id) => Some(InstanceId::new(id).ok_or_else(|| {
+                ConfigError::field(
+                    "instance_id",
+                    format!("{id} is more than {MAX_INSTANCE_ID}"),
+                )
+            })?),
+        };
+        let mut warnings = Vec::new();
+        let keys = key_ring(raw.keys, base_dir, &mut warnings)?;
         let callers = callers(raw.callers)?;
+        let tls = ops::tls(raw.tls, base_dir, &mut warnings)?;
         Ok(Config {
             listen,
             clock_skew_seconds,
@@ -172,10 +190,12 @@ impl Config {
             callers,
             development: false,
             metrics_listen,
-            tls: ops::tls(raw.tls, base_dir)?,
+            tls,
             quota: ops::quota(raw.quota)?,
             transport: ops::transport(raw.transport)?,
             source: None,
+            instance_id,
+            warnings,
         })
     }
 
@@ -188,7 +208,11 @@ impl Config {
     }
 }
 
-fn key_ring(raw: Vec<RawKey>, base_dir: &Path) -> Result<KeyRing, ConfigError> {
+fn key_ring(
+    raw: Vec<RawKey>,
+    base_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<KeyRing, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::field(
             "keys",
@@ -226,6 +250,9 @@ fn key_ring(raw: Vec<RawKey>, base_dir: &Path) -> Result<KeyRing, ConfigError> {
         let secret_key = source
             .load()
             .map_err(|e| ConfigError::field(field(source_field), e))?;
+        if let SecretKeySource::File(path) = &source {
+            warnings.extend(file_mode::exposed(&field(source_field), path));
+        }
         // A single key signs unless it is explicitly switched off; with several, the operator
         // must say which one signs, because guessing would pick the wrong key during rotation.
         let active = key.active.unwrap_or(only_one);

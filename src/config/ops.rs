@@ -318,6 +318,7 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
 pub(super) fn tls(
     raw: Option<RawTls>,
     base_dir: &Path,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<TlsSettings>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(None);
@@ -325,6 +326,7 @@ pub(super) fn tls(
     let certs = read_certificates("tls.cert_file", &base_dir.join(&raw.cert_file))?;
     let key_path = base_dir.join(&raw.key_file);
     let key_pem = read("tls.key_file", &key_path)?;
+    warnings.extend(super::file_mode::exposed("tls.key_file", &key_path));
     // The parser's own errors may quote a line of the file: not for a private key.
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
         ConfigError::field(

@@ -18,6 +18,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 
 use super::Format;
+use super::is_deceptive;
 
 /// The target of audit events; only they reach this layer.
 pub const TARGET: &str = "audit";
@@ -179,11 +180,13 @@ fn push_json_string(line: &mut String, value: &str) {
     line.push('"');
 }
 
-/// Appends `value` with `"`, `\` and control characters escaped (JSON's `\u00XX` form when
-/// `json`, Rust's `\u{X}` otherwise). Text without any of them, the usual case, is copied
-/// in one go.
+/// Appends `value` with `"`, `\`, control characters and the characters that make a line
+/// lie ([`is_deceptive`]: separators, bidi controls, invisible ones) escaped (JSON's `\u00XX`
+/// form when `json`, Rust's `\u{X}` otherwise). Text without any of them, the usual case, is
+/// copied in one go.
 fn push_escaped(line: &mut String, value: &str, json: bool) {
-    let needs_escape = |c: char| c == '"' || c == '\\' || c.is_control();
+    let escaped = |c: char| c.is_control() || is_deceptive(c);
+    let needs_escape = |c: char| c == '"' || c == '\\' || escaped(c);
     if !value.chars().any(needs_escape) {
         line.push_str(value);
         return;
@@ -195,10 +198,17 @@ fn push_escaped(line: &mut String, value: &str, json: bool) {
             '\n' => line.push_str("\\n"),
             '\r' => line.push_str("\\r"),
             '\t' => line.push_str("\\t"),
-            c if c.is_control() && json && (c as u32) < 0x10000 => {
+            c if escaped(c) && json && (c as u32) < 0x10000 => {
                 let _ = write!(line, "\\u{:04x}", c as u32);
             }
-            c if c.is_control() => {
+            c if escaped(c) && json => {
+                // Outside the BMP, JSON spells a character as its UTF-16 surrogate pair.
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(line, "\\u{unit:04x}");
+                }
+            }
+            c if escaped(c) => {
                 let _ = write!(line, "\\u{{{:x}}}", c as u32);
             }
             c => line.push(c),
@@ -283,5 +293,34 @@ mod tests {
             " INFO audit: signature issued caller=\"bff\" user_id=\"u\\\"1\\\\\\n\\u{1}名\" \
              issued_at=1700000000 count=3 one_time=true\n"
         );
+    }
+
+    fn emit_user(format: Format, user_id: &str) -> String {
+        let captured = Captured::default();
+        let subscriber =
+            tracing_subscriber::registry().with(AuditLayer::new(captured.clone(), format));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "audit", user_id, "signature issued");
+        });
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn separators_and_bidi_controls_never_reach_a_line_raw() {
+        let user = "evil\u{202E}gnp.exe\u{2028}fake line\u{E0041}";
+        let plain = emit_user(Format::Plain, user);
+        assert!(
+            plain.ends_with("user_id=\"evil\\u{202e}gnp.exe\\u{2028}fake line\\u{e0041}\"\n"),
+            "{plain}"
+        );
+        let json = emit_user(Format::Json, user);
+        assert!(
+            !json.contains('\u{202E}') && !json.contains('\u{2028}'),
+            "{json}"
+        );
+        assert!(json.contains("\\udb40\\udc41"), "{json}");
+        let event: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(event["fields"]["user_id"], user);
     }
 }

@@ -2,12 +2,17 @@
 //! and audit events (one per issued signature) have a formatter of their own (`audit`).
 
 mod audit;
+mod deceptive;
+mod rate_limit;
 mod writer;
 
 pub use audit::{AuditLayer, TARGET as AUDIT_TARGET};
-pub use writer::{FlushGuard, LogWriter};
+pub use deceptive::is_deceptive;
+pub use rate_limit::RateLimit;
+pub use writer::{DEFAULT_HIGH_WATER, FlushGuard, LogWriter, SinkHealth, spawn as spawn_writer};
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer as _;
@@ -15,6 +20,16 @@ use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// The health of the output [`init`] installed, once it has.
+static INSTALLED_SINK: OnceLock<SinkHealth> = OnceLock::new();
+
+/// The health of the log output installed by [`init`] (stderr), or `None` if logging was set
+/// up some other way (tests). The server stops issuing while it is broken: audit lines are
+/// written there.
+pub fn installed_sink() -> Option<SinkHealth> {
+    INSTALLED_SINK.get().cloned()
+}
 
 /// The shape of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +58,7 @@ fn env_filter(warn: bool) -> EnvFilter {
 /// buffered. Fails only if the writer thread cannot be started.
 pub fn init(format: Format) -> std::io::Result<FlushGuard> {
     let (writer, guard) = writer::spawn(std::io::stderr(), writer::DEFAULT_HIGH_WATER)?;
+    let _ = INSTALLED_SINK.set(guard.health());
     let is_audit = |meta: &tracing::Metadata<'_>| meta.target() == AUDIT_TARGET;
     let general = tracing_subscriber::fmt::layer()
         .with_writer(writer.clone())

@@ -9,12 +9,21 @@
 //! Lossless: when the buffer is full (the output cannot keep up), writers wait for room rather
 //! than drop lines, so audit records are never lost. Lines wait at most [`GATHER`] plus one
 //! write before they reach the output; dropping the [`FlushGuard`] writes out everything left.
+//!
+//! When the output fails (EPIPE, ENOSPC, ...) the batch is kept, not dropped: it is retried
+//! every [`RETRY`] until a write succeeds. Meanwhile [`SinkHealth`] reports the sink broken, so
+//! the service stops issuing (an issuance without its audit line is what must not happen), and
+//! every failed write is counted. Only while broken AND full does a new line get dropped
+//! (counted too): blocking the caller's thread forever on a dead output would stop the server.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::watch;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// How long the thread lets lines gather after the first one, so that a busy server makes one
@@ -23,6 +32,76 @@ pub const GATHER: Duration = Duration::from_millis(1);
 
 /// Buffered bytes beyond which writers wait for the thread (about 20,000 audit lines).
 pub const DEFAULT_HIGH_WATER: usize = 4 << 20;
+
+/// How long the thread waits before writing a failed batch again.
+pub const RETRY: Duration = Duration::from_millis(200);
+
+/// Whether the log output currently takes writes, and how often it did not. Cheap to clone;
+/// every clone sees the same sink.
+#[derive(Clone, Debug)]
+pub struct SinkHealth {
+    healthy: Arc<AtomicBool>,
+    changes: watch::Sender<bool>,
+    failed_writes: Counter,
+    dropped_lines: Counter,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl SinkHealth {
+    fn new() -> Self {
+        SinkHealth {
+            healthy: Arc::new(AtomicBool::new(true)),
+            changes: watch::Sender::new(true),
+            failed_writes: Counter::default(),
+            dropped_lines: Counter::default(),
+            last_error: Arc::default(),
+        }
+    }
+
+    /// `false` from the first failed write until a write succeeds again.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Sees every change of [`Self::is_healthy`] (for health reporting).
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.changes.subscribe()
+    }
+
+    /// Writes to the output that failed (each retry of a batch counts again).
+    pub fn failed_writes(&self) -> &Counter {
+        &self.failed_writes
+    }
+
+    /// Lines discarded because the output was broken and the buffer full.
+    pub fn dropped_lines(&self) -> &Counter {
+        &self.dropped_lines
+    }
+
+    /// The last write error, for the line the server logs when the sink breaks.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, healthy: bool) {
+        let was = self.healthy.swap(healthy, Ordering::AcqRel);
+        if was != healthy {
+            self.changes.send_replace(healthy);
+        }
+    }
+
+    fn failed(&self, error: &io::Error) {
+        self.failed_writes.inc();
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+        self.set(false);
+    }
+}
 
 struct State {
     pending: Vec<u8>,
@@ -36,6 +115,7 @@ struct Shared {
     has_lines: Condvar,
     has_room: Condvar,
     high_water: usize,
+    health: SinkHealth,
 }
 
 impl Shared {
@@ -57,6 +137,13 @@ pub struct FlushGuard {
     thread: Option<JoinHandle<()>>,
 }
 
+impl FlushGuard {
+    /// The health of the output this guard's thread writes to.
+    pub fn health(&self) -> SinkHealth {
+        self.shared.health.clone()
+    }
+}
+
 /// Starts the thread that writes to `output`.
 pub fn spawn(
     output: impl Write + Send + 'static,
@@ -71,6 +158,7 @@ pub fn spawn(
         has_lines: Condvar::new(),
         has_room: Condvar::new(),
         high_water,
+        health: SinkHealth::new(),
     });
     let thread = {
         let shared = shared.clone();
@@ -93,7 +181,7 @@ fn run(shared: &Shared, mut output: impl Write) {
     let mut batch = Vec::with_capacity(64 * 1024);
     loop {
         let mut state = shared.lock();
-        while state.pending.is_empty() && !state.closed {
+        while state.pending.is_empty() && batch.is_empty() && !state.closed {
             state.idle = true;
             state = shared
                 .has_lines
@@ -101,22 +189,57 @@ fn run(shared: &Shared, mut output: impl Write) {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         state.idle = false;
-        if state.pending.is_empty() && state.closed {
+        if state.pending.is_empty() && batch.is_empty() && state.closed {
             return;
         }
-        if !state.closed {
+        let closed = state.closed;
+        if batch.is_empty() {
+            if !closed {
+                drop(state);
+                std::thread::sleep(GATHER);
+                state = shared.lock();
+            }
+            std::mem::swap(&mut state.pending, &mut batch);
             drop(state);
-            std::thread::sleep(GATHER);
-            state = shared.lock();
+            shared.has_room.notify_all();
+        } else {
+            // A failed batch is retried alone; new lines wait in `pending`, which writers
+            // stop filling at the high-water mark while the output is broken.
+            drop(state);
         }
-        std::mem::swap(&mut state.pending, &mut batch);
-        drop(state);
-        shared.has_room.notify_all();
-        // Nowhere to report a failed log write; the next batch tries again.
-        let _ = output.write_all(&batch);
-        let _ = output.flush();
-        batch.clear();
+        // The server logs the change of health (the error itself is counted here): a line
+        // logged from this thread could wait for room that only this thread makes.
+        match write_out(&mut output, &mut batch) {
+            Ok(()) => shared.health.set(true),
+            Err(error) => {
+                shared.health.failed(&error);
+                // At shutdown there is no later: one last try was all there is.
+                if closed {
+                    return;
+                }
+                std::thread::sleep(RETRY);
+            }
+        }
     }
+}
+
+/// Writes `batch` and empties it; on failure, removes only what was written, so a retry
+/// neither repeats nor loses a byte.
+fn write_out(output: &mut impl Write, batch: &mut Vec<u8>) -> io::Result<()> {
+    let mut written = 0;
+    let result = loop {
+        if written == batch.len() {
+            break output.flush();
+        }
+        match output.write(&batch[written..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    batch.drain(..written);
+    result
 }
 
 impl Write for &LogWriter {
@@ -124,6 +247,11 @@ impl Write for &LogWriter {
         let shared = &*self.shared;
         let mut state = shared.lock();
         while state.pending.len() >= shared.high_water && !state.closed {
+            if !shared.health.is_healthy() {
+                drop(state);
+                shared.health.dropped_lines.inc();
+                return Ok(line.len());
+            }
             state = shared
                 .has_room
                 .wait(state)
@@ -256,5 +384,78 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(&*output.bytes.lock().unwrap(), b"one line\n");
+    }
+
+    /// An output that fails with EPIPE while `broken` is set, like stderr piped into a
+    /// `head` that has exited.
+    #[derive(Clone, Default)]
+    struct Breakable {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        broken: Arc<AtomicBool>,
+    }
+
+    impl Write for Breakable {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.bytes.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn wait_for(what: &str, condition: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !condition() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} never happened"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn a_failing_output_is_reported_counted_and_retried_without_loss() {
+        let output = Breakable::default();
+        output.broken.store(true, Ordering::SeqCst);
+        let (writer, guard) = spawn(output.clone(), DEFAULT_HIGH_WATER).unwrap();
+        let health = guard.health();
+        let mut changes = health.subscribe();
+        assert!(health.is_healthy());
+        (&writer).write_all(b"audit 1\n").unwrap();
+        wait_for("the failure", || !health.is_healthy());
+        assert!(!*changes.borrow_and_update());
+        assert!(health.failed_writes().get() >= 1);
+        assert!(health.last_error().unwrap().contains("pipe"));
+        (&writer).write_all(b"audit 2\n").unwrap();
+        output.broken.store(false, Ordering::SeqCst);
+        wait_for("the recovery", || health.is_healthy());
+        assert!(*changes.borrow_and_update());
+        drop(guard);
+        // The batch that failed was kept: both lines arrive, once each, in order.
+        assert_eq!(&*output.bytes.lock().unwrap(), b"audit 1\naudit 2\n");
+        assert_eq!(health.dropped_lines().get(), 0);
+    }
+
+    #[test]
+    fn a_broken_output_never_blocks_writers_once_the_buffer_is_full() {
+        let output = Breakable::default();
+        output.broken.store(true, Ordering::SeqCst);
+        let (writer, guard) = spawn(output.clone(), 64).unwrap();
+        let health = guard.health();
+        (&writer).write_all(b"first line\n").unwrap();
+        wait_for("the failure", || !health.is_healthy());
+        // Far past the high-water mark: returns at once, the excess counted as dropped.
+        for _ in 0..100 {
+            (&writer)
+                .write_all(b"another line of some length\n")
+                .unwrap();
+        }
+        assert!(health.dropped_lines().get() > 0);
+        drop(guard);
     }
 }

@@ -12,6 +12,8 @@
 //! | `vod_signer_config_reloads_total` | `result` (`ok`, `failed`) |
 //! | `vod_signer_tls_handshake_failures_total` | `reason` (`error`, `timeout`) |
 //! | `vod_signer_calls_shed_total` | `reason` (`in_flight`, `queue_delay`) |
+//! | `vod_signer_log_write_failures_total` | |
+//! | `vod_signer_log_lines_dropped_total` | |
 //!
 //! The hot path touches atomics only: label sets are fixed enums resolved once into counter
 //! handles (gRPC method × code, verification outcome), and per-caller counters are cached
@@ -35,6 +37,7 @@ use prometheus_client::registry::{Registry, Unit};
 pub use grpc::{CallRecorder, MeteredBody};
 pub use http::{MetricsServerError, serve_metrics};
 
+use crate::logging::SinkHealth;
 use crate::signature::VerifyFailure;
 use histogram::LatencyHistogram;
 
@@ -162,7 +165,17 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Metrics whose log-output counters nobody increments (no log sink of ours).
     pub fn new() -> Metrics {
+        Metrics::build(Counter::default(), Counter::default())
+    }
+
+    /// Metrics that also expose the failures of the log output `sink`.
+    pub fn with_log_sink(sink: &SinkHealth) -> Metrics {
+        Metrics::build(sink.failed_writes().clone(), sink.dropped_lines().clone())
+    }
+
+    fn build(log_write_failures: Counter, log_lines_dropped: Counter) -> Metrics {
         let mut registry = Registry::with_prefix("vod_signer");
         let requests = Family::<GrpcLabels, Counter>::default();
         registry.register(
@@ -239,6 +252,16 @@ impl Metrics {
                 reason: reason.as_str(),
             })
         });
+        registry.register(
+            "log_write_failures",
+            "Writes of log lines (audit lines included) that the output refused; issuance stops meanwhile",
+            log_write_failures,
+        );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines discarded because the output was broken and the buffer full",
+            log_lines_dropped,
+        );
         Metrics {
             registry,
             requests,

@@ -8,25 +8,35 @@ use dashmap::mapref::entry::Entry;
 
 use super::{Decision, StoreError, window_of};
 
-/// Default bound on distinct (caller, user) pairs counted in one window. An entry is about
-/// 100 bytes plus the caller name and user id: some 25 MiB with ids of a few dozen bytes, and
-/// at worst (every id 256 four-byte characters) about 250 MiB.
-pub const DEFAULT_MAX_KEYS: usize = 200_000;
+/// Default bound on distinct users counted for ONE caller in one window. An entry is about
+/// 100 bytes plus the user id: some 12 MiB per caller with ids of a few dozen bytes, and at
+/// worst (every id 256 four-byte characters) about 110 MiB per caller. Callers are the
+/// configured ones only, so the total stays bounded by this times the caller count.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
-/// Counters in a sharded concurrent map: calls for different users rarely touch the same
-/// shard lock, and there is no lock over the whole map on the hot path.
+/// Counters in sharded concurrent maps, one map per caller: calls for different users rarely
+/// touch the same shard lock, and there is no lock over a whole map on the hot path.
 ///
 /// Memory stays bounded two ways: entries of past windows are dropped once per window (by
-/// whichever call first sees the new window), and no more than `max_keys` pairs are counted
-/// in one window; past that a new pair is a [`StoreError::Full`], which `on_store_error`
-/// turns into allow or deny like any other store failure.
+/// whichever call first sees the new window), and no more than `max_keys` users are counted
+/// for one caller in one window; past that the caller's new user is a [`StoreError::Full`],
+/// which `on_store_error` turns into allow or deny like any other store failure.
+///
+/// The bound is per caller so that one caller flooding the store with user ids fills only its
+/// own table: every other caller's answers stay exactly what they would have been.
 pub struct MemoryStore {
-    counts: DashMap<Box<str>, Slot>,
+    callers: DashMap<Box<str>, CallerTable>,
+    max_keys: usize,
+    swept_window: AtomicI64,
+}
+
+/// One caller's users.
+#[derive(Default)]
+struct CallerTable {
+    users: DashMap<Box<str>, Slot>,
     /// Approximate entry count, kept beside the map because `DashMap::len` locks every shard
     /// and would deadlock while an entry of the same shard is held.
     entries: AtomicUsize,
-    max_keys: usize,
-    swept_window: AtomicI64,
 }
 
 struct Slot {
@@ -35,10 +45,10 @@ struct Slot {
 }
 
 impl MemoryStore {
+    /// A store counting at most `max_keys` users per caller in each window.
     pub fn new(max_keys: usize) -> Self {
         MemoryStore {
-            counts: DashMap::new(),
-            entries: AtomicUsize::new(0),
+            callers: DashMap::new(),
             max_keys,
             swept_window: AtomicI64::new(i64::MIN),
         }
@@ -46,11 +56,11 @@ impl MemoryStore {
 
     /// How many (caller, user) pairs are held, including stale ones not yet swept.
     pub fn len(&self) -> usize {
-        self.counts.len()
+        self.callers.iter().map(|table| table.users.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.len() == 0
     }
 
     pub(super) fn take(
@@ -66,14 +76,14 @@ impl MemoryStore {
         let cost = u64::from(cost);
         let limit = u64::from(limit);
 
-        // Caller names cannot contain control characters (the configuration refuses them),
-        // so the first NUL separates the two parts unambiguously whatever the user id holds.
-        let mut key = String::with_capacity(caller.len() + 1 + user.len());
-        key.push_str(caller);
-        key.push('\0');
-        key.push_str(user);
+        // The common case finds the caller under a shard read lock; only a caller's first
+        // call takes the write lock to add its table.
+        let table = match self.callers.get(caller) {
+            Some(table) => table,
+            None => self.callers.entry(caller.into()).or_default().downgrade(),
+        };
 
-        match self.counts.entry(key.into_boxed_str()) {
+        match table.users.entry(user.into()) {
             Entry::Occupied(mut entry) => {
                 let slot = entry.get_mut();
                 // A slot of a later window (the clock stepped back) keeps counting in that
@@ -88,11 +98,11 @@ impl MemoryStore {
                 Ok(Decision::Allowed { used: slot.used })
             }
             Entry::Vacant(entry) => {
-                let held = self.entries.load(Ordering::Relaxed);
+                let held = table.entries.load(Ordering::Relaxed);
                 if held >= self.max_keys {
                     return Err(StoreError::Full(held));
                 }
-                self.entries.fetch_add(1, Ordering::Relaxed);
+                table.entries.fetch_add(1, Ordering::Relaxed);
                 entry.insert(Slot { window, used: cost });
                 Ok(Decision::Allowed { used: cost })
             }
@@ -110,9 +120,12 @@ impl MemoryStore {
         {
             return;
         }
-        // `retain` locks one shard at a time, so calls on other shards go on meanwhile.
-        self.counts.retain(|_, slot| slot.window >= window);
-        self.entries.store(self.counts.len(), Ordering::Relaxed);
+        // Caller tables stay (callers are the configured few); their users go. `retain`
+        // locks one shard at a time, so calls on other shards go on meanwhile.
+        for table in self.callers.iter() {
+            table.users.retain(|_, slot| slot.window >= window);
+            table.entries.store(table.users.len(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -126,8 +139,8 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The keys are user ids; they stay out of Debug output.
         f.debug_struct("MemoryStore")
-            .field("entries", &self.entries.load(Ordering::Relaxed))
-            .field("max_keys", &self.max_keys)
+            .field("callers", &self.callers.len())
+            .field("max_keys_per_caller", &self.max_keys)
             .finish()
     }
 }

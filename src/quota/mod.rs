@@ -15,12 +15,12 @@ mod redis_store;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
 pub use redis_store::RedisStore;
 
+use crate::logging::RateLimit;
 use crate::metrics::Metrics;
 
 /// Length of one quota window.
@@ -85,9 +85,12 @@ pub enum StoreError {
     /// Skipped without asking Redis: it failed moments ago (see [`RedisStore`]).
     #[error("redis failed less than {} ms ago; not retried yet", .0.as_millis())]
     CoolingDown(Duration),
-    /// The in-process store holds as many users as it may for the current minute.
-    #[error("the in-process quota store is full ({0} keys in the current window)")]
+    /// The in-process store holds as many users as it may for this caller this minute.
+    #[error("the in-process quota store is full for this caller ({0} users in the current window)")]
     Full(usize),
+    /// Only a store shared by the replicas (Redis) can lease `random` slots.
+    #[error("the in-process quota store is not shared, so it cannot lease `random` slots")]
+    NotShared,
 }
 
 /// The quota store: in this process, or shared through Redis.
@@ -113,6 +116,15 @@ impl QuotaStore {
         match self {
             QuotaStore::Memory(store) => store.take(caller, user, cost, limit, now),
             QuotaStore::Redis(store) => store.take(caller, user, cost, limit, now).await,
+        }
+    }
+
+    /// Leases `size` slots of the `random` space that no other replica gets; returns the
+    /// first (see [`RedisStore::lease_slots`]).
+    pub async fn lease_slots(&self, size: u32) -> Result<u32, StoreError> {
+        match self {
+            QuotaStore::Memory(_) => Err(StoreError::NotShared),
+            QuotaStore::Redis(store) => store.lease_slots(size).await,
         }
     }
 
@@ -153,11 +165,8 @@ pub struct Quotas {
     store: QuotaStore,
     on_store_error: OnStoreError,
     metrics: Arc<Metrics>,
-    started: Instant,
-    /// Milliseconds after `started` of the last warning, and failures since then: during an
-    /// outage every call fails, and one log line per call would drown everything else.
-    last_warning_ms: AtomicU64,
-    unlogged_failures: AtomicU64,
+    /// During an outage every call fails: one line per call would drown everything else.
+    warnings: RateLimit,
 }
 
 /// At most one store-failure warning per this interval; the metrics count every failure.
@@ -169,9 +178,7 @@ impl Quotas {
             store,
             on_store_error,
             metrics,
-            started: Instant::now(),
-            last_warning_ms: AtomicU64::new(0),
-            unlogged_failures: AtomicU64::new(0),
+            warnings: RateLimit::new(WARNING_INTERVAL),
         }
     }
 
@@ -222,19 +229,9 @@ impl Quotas {
     /// Logs a store failure, at most once per [`WARNING_INTERVAL`], with how many went
     /// unlogged since the last line. The user id is not logged: the line is about the store.
     fn warn(&self, caller: &str, error: &StoreError) {
-        let now_ms = self.started.elapsed().as_millis() as u64;
-        let last = self.last_warning_ms.load(Ordering::Relaxed);
-        let due = last == 0 || now_ms.saturating_sub(last) >= WARNING_INTERVAL.as_millis() as u64;
-        if !due
-            || self
-                .last_warning_ms
-                .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            self.unlogged_failures.fetch_add(1, Ordering::Relaxed);
+        let Some(suppressed) = self.warnings.due() else {
             return;
-        }
-        let suppressed = self.unlogged_failures.swap(0, Ordering::Relaxed);
+        };
         tracing::warn!(
             store = self.store.kind(),
             caller,

@@ -28,6 +28,19 @@ return {1, used}
 /// Prefix of every key this service writes, so it can share a Redis with other users.
 pub const KEY_PREFIX: &str = "vod-signer:quota:";
 
+/// The counter replicas lease `random` slot blocks from (see [`RedisStore::lease_slots`]).
+pub const RANDOM_SLOTS_KEY: &str = "vod-signer:random-slots";
+
+/// Leases one block atomically. A missing counter (a new Redis, or one restarted without
+/// persistence) starts at a random point rather than 0: replicas may still be drawing from
+/// blocks leased before the restart, and a restart at 0 would hand those same blocks out again.
+const LEASE_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+";
+
 /// After a failure, calls skip Redis for this long and apply `on_store_error` at once: when
 /// Redis is black-holed, each call would otherwise wait the full timeout.
 const FAILURE_COOLDOWN: Duration = Duration::from_millis(500);
@@ -35,6 +48,7 @@ const FAILURE_COOLDOWN: Duration = Duration::from_millis(500);
 pub struct RedisStore {
     connection: ConnectionManager,
     script: redis::Script,
+    lease_script: redis::Script,
     timeout: Duration,
     /// `host:port` only: the URL itself may carry a password.
     endpoint: String,
@@ -64,6 +78,7 @@ impl RedisStore {
         Ok(RedisStore {
             connection,
             script: redis::Script::new(TAKE_SCRIPT),
+            lease_script: redis::Script::new(LEASE_SCRIPT),
             timeout,
             endpoint,
             started: Instant::now(),
@@ -112,6 +127,35 @@ impl RedisStore {
             (1, used) if used >= 0 => Ok(Decision::Allowed { used: used as u64 }),
             (0, _) => Ok(Decision::Exhausted { retry_after }),
             _ => Err(StoreError::UnexpectedReply),
+        }
+    }
+
+    /// Leases `size` slots of the 32-bit `random` space that no other replica using this Redis
+    /// will get: `INCRBY` is atomic on the server, so every lease is a range of its own. Returns
+    /// the first slot; the block wraps around 2^32 like the counter it is cut from. The key
+    /// never expires: Redis restarting empty only starts the ranges again, and a repeat would
+    /// need two equal slots within the same second.
+    pub async fn lease_slots(&self, size: u32) -> Result<u32, StoreError> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        if now_ms < self.cooling_until_ms.load(Ordering::Relaxed) {
+            return Err(StoreError::CoolingDown(FAILURE_COOLDOWN));
+        }
+        let mut connection = self.connection.clone();
+        let mut invocation = self.lease_script.key(RANDOM_SLOTS_KEY);
+        invocation.arg(size).arg(rand::random::<u32>());
+        let result = tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await;
+        match result {
+            Ok(Ok(end)) => {
+                self.cooling_until_ms.store(0, Ordering::Relaxed);
+                // Truncating to 32 bits is the wrap-around: only the low bits name a slot.
+                Ok((end as u64).wrapping_sub(u64::from(size)) as u32)
+            }
+            Ok(Err(e)) => Err(self.failed(StoreError::Redis(e))),
+            Err(_) => Err(self.failed(StoreError::Timeout(self.timeout))),
         }
     }
 

@@ -215,13 +215,41 @@ async fn store_failures_are_logged_at_most_once_a_second_but_all_counted() {
         );
     }
     // The first failure was logged; the next four, within the same second, were not.
-    assert_eq!(
-        quotas
-            .unlogged_failures
-            .load(std::sync::atomic::Ordering::Relaxed),
-        4
-    );
+    assert_eq!(quotas.warnings.unlogged(), 4);
     assert!(metrics.encode().contains(
         "vod_signer_quota_store_errors_total{store=\"memory\",on_store_error=\"deny\"} 5"
     ));
+}
+
+#[tokio::test]
+async fn one_callers_flood_of_users_never_changes_another_callers_answers() {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let quotas = Quotas::new(
+        QuotaStore::Memory(MemoryStore::new(3)),
+        OnStoreError::Deny,
+        metrics.clone(),
+    );
+    // "flood" fills everything the store would hold for it...
+    for user in ["u1", "u2", "u3"] {
+        assert_eq!(
+            quotas.admit("flood", user, 1, 5, T0).await,
+            Admission::Allowed
+        );
+    }
+    // ...and its own next new user is refused by on_store_error = "deny",
+    assert_eq!(
+        quotas.admit("flood", "u4", 1, 5, T0 + 1).await,
+        Admission::StoreUnavailable
+    );
+    // while other callers' new users are counted as if "flood" did not exist.
+    for user in ["alice", "bob", "carol"] {
+        assert_eq!(
+            quotas.admit("bff", user, 1, 5, T0 + 2).await,
+            Admission::Allowed
+        );
+    }
+    assert_eq!(
+        quotas.admit("cms", "alice", 1, 5, T0 + 2).await,
+        Admission::Allowed
+    );
 }

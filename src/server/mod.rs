@@ -3,12 +3,13 @@
 //! shutdown; TLS, metrics, quotas and configuration reload (SIGHUP).
 
 mod admission;
+mod audit_health;
 mod connections;
 mod grpc_timeout;
 mod reload;
 mod tls;
 
-pub use reload::{ReloadError, ReloadHandle, ReloadRequests, reload_channel};
+pub use reload::{ReloadError, ReloadHandle, ReloadOutcome, ReloadRequests, reload_channel};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::config::{Config, DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BY
 use crate::metrics::Metrics;
 use crate::proto::v1::upload_signer_server::{SERVICE_NAME, UploadSignerServer};
 use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
-use crate::service::{Clock, IssueGate, Shared, SignerService};
+use crate::service::{Clock, IssueGate, RandomSlots, Shared, SignerService};
 
 /// Upper bound on any call, whatever `grpc-timeout` the client sent (or none): every RPC here
 /// is a few microseconds of work, so a call still running after this is stuck. The default of
@@ -83,6 +84,8 @@ pub struct ServeOptions {
     pub reload: Option<ReloadRequests>,
     /// Reload the configuration file on SIGHUP (what [`serve`] does), unless `reload` is set.
     pub reload_on_sighup: bool,
+    /// The audit log output to follow instead of the one `logging::init` installed.
+    pub audit_sink: Option<crate::logging::SinkHealth>,
 }
 
 /// Aborts a spawned helper task (metrics endpoint, reloads) when the server returns.
@@ -104,7 +107,11 @@ pub async fn serve_with(
 ) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().map_err(ServerError::Listener)?;
 
-    let metrics = Arc::new(Metrics::new());
+    let audit_sink = options.audit_sink.or_else(crate::logging::installed_sink);
+    let metrics = Arc::new(match &audit_sink {
+        Some(sink) => Metrics::with_log_sink(sink),
+        None => Metrics::new(),
+    });
     let quota_store = match &config.quota.redis_url {
         Some(url) => QuotaStore::Redis(
             RedisStore::new(url.expose(), config.quota.store_timeout)
@@ -116,12 +123,23 @@ pub async fn serve_with(
         QuotaStore::Redis(store) => store.endpoint().to_owned(),
         QuotaStore::Memory(_) => "in-process".to_owned(),
     };
-    let quotas = Quotas::new(quota_store, config.quota.on_store_error, metrics.clone());
+    let quotas = Arc::new(Quotas::new(
+        quota_store,
+        config.quota.on_store_error,
+        metrics.clone(),
+    ));
+    let random_slots = match config.instance_id {
+        Some(id) => RandomSlots::instance(id),
+        None => RandomSlots::leased(quotas.clone()).unwrap_or_else(RandomSlots::process),
+    };
+    let random_uniqueness = random_slots.guarantee();
 
     // Shared behind an ArcSwap so a reload can replace keys and callers in one step.
     let shared = Arc::new(ArcSwap::from_pointee(Shared::from_config(&config)));
     let signer = SignerService::new(shared.clone(), options.clock, options.issue_gate)
-        .with_operations(Arc::new(quotas), metrics.clone());
+        .with_operations(quotas, metrics.clone())
+        .with_random_slots(random_slots)
+        .with_audit_sink(audit_sink.clone());
     let tls = config
         .tls
         .as_ref()
@@ -160,6 +178,7 @@ pub async fn serve_with(
         }
     };
     let live = reload::Live {
+        started: config.clone(),
         config: config.clone(),
         shared,
         tls: tls.clone(),
@@ -171,6 +190,8 @@ pub async fn serve_with(
     health
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
         .await;
+    let audit_health = audit_sink
+        .map(|sink| AbortOnDrop(tokio::spawn(audit_health::follow(sink, health.clone()))));
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -203,6 +224,8 @@ pub async fn serve_with(
     let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
+        // Draining wins over a recovered audit log: no SERVING after this.
+        drop(audit_health);
         tracing::info!("shutting down: health NOT_SERVING, no new connections, draining calls");
         for service in ["", SERVICE_NAME] {
             health
@@ -223,8 +246,12 @@ pub async fn serve_with(
         metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         quota_store = %quota_endpoint,
         on_store_error = config.quota.on_store_error.as_str(),
+        random = %random_uniqueness,
         "vod-signer serving"
     );
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "configuration");
+    }
 
     if config.development {
         tracing::warn!(

@@ -35,7 +35,15 @@ pub enum ReloadError {
     Stopped,
 }
 
-type Reply = oneshot::Sender<Result<(), ReloadError>>;
+/// What a successful reload left for a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReloadOutcome {
+    /// Settings whose value in the file differs from the running one and that apply only
+    /// after a restart (`listen`, `quota`, ...); empty when everything took effect.
+    pub pending_restart: Vec<&'static str>,
+}
+
+type Reply = oneshot::Sender<Result<ReloadOutcome, ReloadError>>;
 
 /// Asks a running server to reload its configuration file.
 #[derive(Debug, Clone)]
@@ -43,7 +51,7 @@ pub struct ReloadHandle(mpsc::Sender<Reply>);
 
 impl ReloadHandle {
     /// Reloads and waits for the outcome.
-    pub async fn reload(&self) -> Result<(), ReloadError> {
+    pub async fn reload(&self) -> Result<ReloadOutcome, ReloadError> {
         let (reply, outcome) = oneshot::channel();
         self.0.send(reply).await.map_err(|_| ReloadError::Stopped)?;
         outcome.await.map_err(|_| ReloadError::Stopped)?
@@ -62,7 +70,10 @@ pub fn reload_channel() -> (ReloadHandle, ReloadRequests) {
 
 /// What a reload replaces.
 pub(super) struct Live {
-    /// The configuration as last loaded, to tell what a reload changes.
+    /// The configuration the server started with: its restart-only settings are the ones in
+    /// effect, whatever later reloads read, so every reload compares against it.
+    pub started: Config,
+    /// The configuration as last loaded.
     pub config: Config,
     pub shared: Arc<ArcSwap<Shared>>,
     pub tls: Option<Arc<ArcSwap<ServerConfig>>>,
@@ -78,7 +89,7 @@ impl Live {
             let outcome = self.reload();
             self.metrics.config_reloaded(outcome.is_ok());
             match &outcome {
-                Ok(()) => tracing::info!(
+                Ok(_) => tracing::info!(
                     active_secret_id = %self.config.keys.active().secret_id(),
                     keys = self.config.keys.keys().count(),
                     callers = self.config.callers.len(),
@@ -93,25 +104,33 @@ impl Live {
         }
     }
 
-    fn reload(&mut self) -> Result<(), ReloadError> {
+    fn reload(&mut self) -> Result<ReloadOutcome, ReloadError> {
         let path = self.config.source.clone().ok_or(ReloadError::NoSource)?;
         let new = Config::load(&path).map_err(|source| ReloadError::Config {
             path: path.clone(),
             source,
         })?;
-        let fixed = fixed_fields_changed(&self.config, &new);
+        for warning in &new.warnings {
+            tracing::warn!(%warning, "configuration");
+        }
+        // Against the start-up configuration, not the last reload's: a change that waits for
+        // a restart keeps being reported by every reload until the restart happens.
+        let fixed = fixed_fields_changed(&self.started, &new);
         if !fixed.is_empty() {
             tracing::warn!(
                 fields = fixed.join(", "),
-                "these settings changed in the file but apply only after a restart"
+                "these settings differ from the running ones and apply only after a restart"
             );
         }
+
         self.shared.store(Arc::new(Shared::from_config(&new)));
         if let (Some(current), Some(tls)) = (&self.tls, &new.tls) {
             current.store(tls.server_config.clone());
         }
         self.config = new;
-        Ok(())
+        Ok(ReloadOutcome {
+            pending_restart: fixed,
+        })
     }
 }
 
@@ -137,6 +156,9 @@ fn fixed_fields_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.shutdown_grace != new.shutdown_grace {
         changed.push("shutdown_grace_seconds");
+    }
+    if old.instance_id != new.instance_id {
+        changed.push("instance_id");
     }
     changed
 }

@@ -62,6 +62,17 @@ fn check_user_id(user_id: &str) -> Result<(), Violation> {
     if user_id.chars().any(char::is_control) {
         return Err(Violation::new(field, "must not contain control characters"));
     }
+    // Audit lines carry the user id: a separator, a bidi override or an invisible character
+    // would let one id pass for another, or fake a line, in front of whoever reads them.
+    if let Some(c) = user_id.chars().find(|&c| crate::logging::is_deceptive(c)) {
+        return Err(Violation::new(
+            field,
+            format!(
+                "must not contain line separators, bidirectional controls or invisible characters (found U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -204,6 +215,16 @@ fn with_params(response: &mut pb::VerifySignatureResponse, params: &SignedParams
     response.expires_at = params.expire_time;
     response.random = params.random.0;
     response.params = Some(proto_params(&params.upload));
+    for (name, value) in &params.extra {
+        response
+            .extra_params
+            .entry(name.clone())
+            .and_modify(|values| {
+                values.push(',');
+                values.push_str(value);
+            })
+            .or_insert_with(|| value.clone());
+    }
 }
 
 /// The answer to a verification: a rejected signature is a normal response.
@@ -289,6 +310,18 @@ mod tests {
         assert!(check_user_id(&"é".repeat(MAX_USER_ID_CHARS + 1)).is_err());
         assert!(check_user_id("a\nb").is_err());
         assert!(check_user_id("a\u{7f}").is_err());
+        for c in [
+            '\u{202E}', '\u{2028}', '\u{2029}', '\u{200B}', '\u{FEFF}', '\u{2066}',
+        ] {
+            let error = check_user_id(&format!("alice{c}x")).unwrap_err();
+            assert_eq!(error.field, "user_id");
+            assert!(
+                error.description.contains(&format!("U+{:04X}", c as u32)),
+                "{}",
+                error.description
+            );
+        }
+        assert!(check_user_id("名字-é_😀").is_ok());
     }
 
     #[test]

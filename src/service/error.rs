@@ -60,6 +60,12 @@ pub enum ServiceError {
     /// The quota store failed and the configuration says to refuse (`on_store_error`).
     #[error("the quota store is unavailable; issuance is refused until it is back")]
     QuotaUnavailable,
+    /// No `random` known to be unique across replicas could be had for a one-time signature.
+    #[error("{0}; one-time signatures are refused until it answers")]
+    RandomUnavailable(#[from] crate::service::LeaseError),
+    /// Audit lines cannot be written (the log output fails): nothing is issued unrecorded.
+    #[error("the audit log cannot be written; issuance is refused until it can")]
+    AuditUnavailable,
 }
 
 fn describe(violations: &[Violation]) -> String {
@@ -137,7 +143,9 @@ impl From<ServiceError> for Status {
                 }
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
-            ServiceError::QuotaUnavailable => Status::unavailable(message),
+            ServiceError::QuotaUnavailable
+            | ServiceError::AuditUnavailable
+            | ServiceError::RandomUnavailable(_) => Status::unavailable(message),
         }
     }
 }

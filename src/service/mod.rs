@@ -7,6 +7,7 @@
 
 mod convert;
 mod error;
+mod random_slots;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,14 +20,16 @@ use tonic::{Request, Response, Status};
 
 pub use convert::MAX_USER_ID_CHARS;
 pub use error::{ERROR_DOMAIN, ServiceError, Violation};
+pub use random_slots::{LEASE_SIZE, LeaseError, RandomSlots};
 
 use crate::config::Config;
+use crate::logging::{RateLimit, SinkHealth};
 use crate::metrics::Metrics;
 use crate::policy::{Caller, Callers};
 use crate::proto::v1 as pb;
 use crate::proto::v1::upload_signer_server::UploadSigner;
 use crate::quota::{Admission, MemoryStore, OnStoreError, QuotaStore, Quotas};
-use crate::signature::{IssuedSignature, KeyRing, SignRequest, UniqueRandom, VerifyOptions};
+use crate::signature::{IssuedSignature, KeyRing, SignRequest, VerifyOptions};
 
 /// Most signatures one `IssueSignatureBatch` call may ask for.
 pub const MAX_BATCH: u32 = 100;
@@ -132,13 +135,22 @@ impl Shared {
 #[derive(Debug)]
 pub struct SignerService {
     shared: Arc<ArcSwap<Shared>>,
-    // One sequence for the whole process: one-time signatures must never repeat `random`.
-    random: UniqueRandom,
+    // One slot source for the whole process: one-time signatures must never repeat `random`.
+    random_slots: RandomSlots,
     clock: Clock,
     issue_gate: Option<Arc<IssueGate>>,
     quotas: Arc<Quotas>,
     metrics: Arc<Metrics>,
+    /// Where audit lines go; issuance stops while it fails (`None`: not ours to watch).
+    audit_sink: Option<SinkHealth>,
+    /// Refused callers are logged, but a client retrying a bad token in a loop must not get
+    /// a log line per call: at most one per interval for each kind.
+    unauthenticated_log: RateLimit,
+    denied_log: RateLimit,
 }
+
+/// At most one line per this interval for failed authentications, and one for denials.
+const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SignerService {
     pub fn new(
@@ -154,11 +166,65 @@ impl SignerService {
         );
         SignerService {
             shared,
-            random: UniqueRandom::from_os_entropy(),
+            random_slots: RandomSlots::process(),
             clock,
             issue_gate,
             quotas: Arc::new(quotas),
             metrics,
+            audit_sink: None,
+            unauthenticated_log: RateLimit::new(REFUSAL_LOG_INTERVAL),
+            denied_log: RateLimit::new(REFUSAL_LOG_INTERVAL),
+        }
+    }
+
+    /// Logs an authentication failure or a policy denial (rate-limited; never the token).
+    /// Other errors are the caller's own business and are only counted.
+    fn log_refusal(&self, method: &'static str, error: &ServiceError) {
+        match error {
+            ServiceError::Unauthenticated(reason) => {
+                if let Some(suppressed) = self.unauthenticated_log.due() {
+                    tracing::warn!(
+                        method,
+                        reason = %reason,
+                        similar_not_logged = suppressed,
+                        "call refused: authentication failed"
+                    );
+                }
+            }
+            ServiceError::PermissionDenied(denied) => {
+                if let Some(suppressed) = self.denied_log.due() {
+                    tracing::warn!(
+                        method,
+                        caller = &*denied.caller,
+                        rule = denied.rule.as_str(),
+                        // Debug-quoted: it may quote request text (a procedure name).
+                        refused = ?denied.what,
+                        similar_not_logged = suppressed,
+                        "call refused: outside the caller's policy"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes the slots behind `random` from `slots` (by default: unique within this process).
+    pub fn with_random_slots(mut self, slots: RandomSlots) -> Self {
+        self.random_slots = slots;
+        self
+    }
+
+    /// Refuses issuance while `sink`, where audit lines are written, fails: a signature
+    /// whose audit line cannot be written is not issued.
+    pub fn with_audit_sink(mut self, sink: Option<SinkHealth>) -> Self {
+        self.audit_sink = sink;
+        self
+    }
+
+    fn check_audit_sink(&self) -> Result<(), ServiceError> {
+        match &self.audit_sink {
+            Some(sink) if !sink.is_healthy() => Err(ServiceError::AuditUnavailable),
+            _ => Ok(()),
         }
     }
 
@@ -204,10 +270,26 @@ impl SignerService {
         Ok(callers.authenticate(authorization)?)
     }
 
+    /// [`Self::check_issue`], with refusals logged.
+    fn prepare_issue<'a>(
+        &self,
+        shared: &'a Shared,
+        metadata: &MetadataMap,
+        message: Option<pb::IssueSignatureRequest>,
+        batch_count: Option<u32>,
+    ) -> Result<(&'a Caller, String, SignRequest), ServiceError> {
+        let method = match batch_count {
+            None => "IssueSignature",
+            Some(_) => "IssueSignatureBatch",
+        };
+        self.check_issue(shared, metadata, message, batch_count)
+            .inspect_err(|e| self.log_refusal(method, e))
+    }
+
     /// Everything before signing, in this order: who is calling, may they issue at all, are
     /// the arguments valid, does their policy allow them. An unknown caller learns nothing
     /// about its arguments.
-    fn prepare_issue<'a>(
+    fn check_issue<'a>(
         &self,
         shared: &'a Shared,
         metadata: &MetadataMap,
@@ -247,17 +329,26 @@ impl SignerService {
         Ok((caller, input.user_id, sign_request))
     }
 
-    fn mint(
+    /// Signs `request` `count` times, each with a `random` of its own.
+    async fn mint(
         &self,
         keys: &KeyRing,
         request: &SignRequest,
         now: i64,
-    ) -> Result<pb::IssueSignatureResponse, ServiceError> {
-        let issued: IssuedSignature = keys
-            .active()
-            .sign(request, now, self.random.next())
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        Ok(convert::issued_response(issued))
+        count: u32,
+    ) -> Result<Vec<pb::IssueSignatureResponse>, ServiceError> {
+        let one_time = request.params().one_time_valid == Some(true);
+        let slots = self.random_slots.take(count, one_time).await?;
+        let key = keys.active();
+        slots
+            .into_iter()
+            .map(|slot| {
+                let issued: IssuedSignature = key
+                    .sign(request, now, key.random_for_slot(slot))
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                Ok(convert::issued_response(issued))
+            })
+            .collect()
     }
 }
 
@@ -333,9 +424,14 @@ impl UploadSigner for SignerService {
         let (metadata, _, message) = request.into_parts();
         let (caller, user_id, sign_request) =
             self.prepare_issue(&shared, &metadata, Some(message), None)?;
+        self.check_audit_sink()?;
         let now = self.clock.now();
         self.admit(caller, &user_id, 1, now).await?;
-        let response = self.mint(&shared.keys, &sign_request, now)?;
+        let response = self
+            .mint(&shared.keys, &sign_request, now, 1)
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::Internal("no signature was minted".to_owned()))?;
         audit(caller, &user_id, &sign_request, &response);
         self.metrics.signatures_issued(caller.name(), 1);
         Ok(Response::new(response))
@@ -346,8 +442,12 @@ impl UploadSigner for SignerService {
         request: Request<pb::VerifySignatureRequest>,
     ) -> Result<Response<pb::VerifySignatureResponse>, Status> {
         let shared = self.shared.load();
-        let caller = Self::caller(&shared.callers, request.metadata())?;
-        caller.check_can_verify().map_err(ServiceError::from)?;
+        let caller = Self::caller(&shared.callers, request.metadata())
+            .and_then(|caller| {
+                caller.check_can_verify()?;
+                Ok(caller)
+            })
+            .inspect_err(|e| self.log_refusal("VerifySignature", e))?;
         let signature = &request.get_ref().signature;
         let result = shared
             .keys
@@ -373,13 +473,14 @@ impl UploadSigner for SignerService {
         let (metadata, _, message) = request.into_parts();
         let (caller, user_id, sign_request) =
             self.prepare_issue(&shared, &metadata, message.request, Some(message.count))?;
+        self.check_audit_sink()?;
         // One timestamp for the batch: the signatures differ by `random` alone.
         let now = self.clock.now();
         // A batch takes its whole count from the quota, or nothing.
         self.admit(caller, &user_id, message.count, now).await?;
-        let signatures = (0..message.count)
-            .map(|_| self.mint(&shared.keys, &sign_request, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        let signatures = self
+            .mint(&shared.keys, &sign_request, now, message.count)
+            .await?;
         audit_batch(caller, &user_id, &sign_request, &signatures);
         self.metrics
             .signatures_issued(caller.name(), u64::from(message.count));

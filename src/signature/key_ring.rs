@@ -7,7 +7,8 @@ use hmac::{Hmac, KeyInit};
 use sha1::Sha1;
 
 use super::encode;
-use super::params::SecretId;
+use super::params::{Random, SecretId};
+use super::random::RandomPermutation;
 use super::secret::SecretKey;
 
 pub(crate) type HmacSha1 = Hmac<Sha1>;
@@ -25,6 +26,8 @@ pub struct SigningKey {
     secret_id: SecretId,
     encoded_secret_id: String,
     mac: HmacSha1,
+    /// Keyed from this key, so every replica holding it turns a slot into the same `random`.
+    permutation: RandomPermutation,
 }
 
 impl SigningKey {
@@ -39,6 +42,7 @@ impl SigningKey {
         SigningKey {
             secret_id,
             encoded_secret_id,
+            permutation: RandomPermutation::from_mac(mac.clone()),
             mac,
         }
     }
@@ -49,6 +53,12 @@ impl SigningKey {
 
     pub(crate) fn encoded_secret_id(&self) -> &str {
         &self.encoded_secret_id
+    }
+
+    /// The `random` for `slot`: distinct slots give distinct values, and every replica with
+    /// this key gives the same one (slots are what replicas must not share).
+    pub fn random_for_slot(&self, slot: u32) -> Random {
+        self.permutation.apply(slot)
     }
 
     pub(crate) fn mac(&self) -> HmacSha1 {

@@ -41,7 +41,9 @@ pub use params::{
     SignRequest, SignedParams, SourceContext, StorageRegion, TASK_PRIORITY_RANGE, TaskNotifyMode,
     TaskPriority, UploadParams, Validity,
 };
-pub use random::UniqueRandom;
+pub use random::{
+    INSTANCE_ID_BITS, InstanceId, InstanceSlots, MAX_INSTANCE_ID, RandomPermutation, UniqueRandom,
+};
 pub use secret::{SecretKey, SecretKeyError};
 pub use sign::{Fingerprint, IssuedSignature, SignError, Signature, fingerprint};
 pub use verify::{DEFAULT_CLOCK_SKEW_SECONDS, MAX_SIGNATURE_LEN, VerifyOptions};

@@ -3,28 +3,82 @@
 //! VOD refuses a one-time signature (`oneTimeValid=1`) whose plaintext it has seen before, so
 //! two signatures minted in the same second for the same parameters must differ in `random`.
 //! Independent draws from a CSPRNG collide by the birthday bound (about 0.3% for 5,000
-//! signatures in one second), so instead each value is a secret, CSPRNG-keyed permutation of a
-//! process-wide counter: no value repeats within 2^32 issuances of one process, and the sequence
-//! cannot be told from random without the key. `random` is a uniqueness nonce, not a security
-//! boundary (the MAC is), so a 4-round Feistel network over 32 bits is sufficient here.
+//! signatures in one second), so instead each value is a secret, keyed permutation of a
+//! counter ("slot"): distinct slots give distinct values, and the sequence cannot be told from
+//! random without the key. `random` is a uniqueness nonce, not a security boundary (the MAC
+//! is), so a 4-round Feistel network over 32 bits is sufficient here.
+//!
+//! Uniqueness across a fleet of replicas needs two things: every replica applies the SAME
+//! permutation (so it is keyed from the signing key they share, [`RandomPermutation::from_mac`]),
+//! and no two replicas ever use the same slot (slots are leased in blocks from a shared counter,
+//! or the space is split by [`InstanceId`]; see `service::random_slots`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use hmac::Mac;
+
+use super::key_ring::HmacSha1;
 use super::params::Random;
+
+/// A keyed permutation of the 32-bit space: slot in, `random` out, never two slots to one value.
+#[derive(Clone)]
+pub struct RandomPermutation {
+    round_keys: [u32; 4],
+}
+
+/// What the signing key's MAC is applied to, to key the permutation: any fixed text works, as
+/// long as no signature plaintext can equal it (a query string always contains `=`).
+const PERMUTATION_LABEL: &[u8] = b"vod-signer random permutation v1";
+
+impl RandomPermutation {
+    /// Keyed from the operating system's CSPRNG: unique to this process.
+    pub fn from_os_entropy() -> Self {
+        RandomPermutation {
+            round_keys: rand::random(),
+        }
+    }
+
+    /// Keyed from a signing key's MAC, so every replica holding that key permutes alike.
+    pub(crate) fn from_mac(mut mac: HmacSha1) -> Self {
+        mac.update(PERMUTATION_LABEL);
+        let digest = mac.finalize().into_bytes();
+        let word = |i: usize| {
+            u32::from_be_bytes([
+                digest[4 * i],
+                digest[4 * i + 1],
+                digest[4 * i + 2],
+                digest[4 * i + 3],
+            ])
+        };
+        RandomPermutation {
+            round_keys: [word(0), word(1), word(2), word(3)],
+        }
+    }
+
+    /// The `random` of `slot`.
+    pub fn apply(&self, slot: u32) -> Random {
+        Random(permute(slot, &self.round_keys))
+    }
+}
+
+impl std::fmt::Debug for RandomPermutation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RandomPermutation(<keyed>)")
+    }
+}
 
 /// Hands out `random` values that never repeat within one process (for 2^32 calls).
 pub struct UniqueRandom {
     counter: AtomicU32,
-    round_keys: [u32; 4],
+    permutation: RandomPermutation,
 }
 
 impl UniqueRandom {
     /// Keyed and started at a random point from the operating system's CSPRNG.
     pub fn from_os_entropy() -> Self {
-        let seed: [u32; 5] = rand::random();
         UniqueRandom {
-            counter: AtomicU32::new(seed[0]),
-            round_keys: [seed[1], seed[2], seed[3], seed[4]],
+            counter: AtomicU32::new(rand::random()),
+            permutation: RandomPermutation::from_os_entropy(),
         }
     }
 
@@ -32,7 +86,7 @@ impl UniqueRandom {
     pub fn with_seed(start: u32, round_keys: [u32; 4]) -> Self {
         UniqueRandom {
             counter: AtomicU32::new(start),
-            round_keys,
+            permutation: RandomPermutation { round_keys },
         }
     }
 
@@ -40,13 +94,63 @@ impl UniqueRandom {
     /// that no two calls see the same counter.
     pub fn next(&self) -> Random {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        Random(permute(n, &self.round_keys))
+        self.permutation.apply(n)
     }
 }
 
 impl std::fmt::Debug for UniqueRandom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UniqueRandom(<keyed>)")
+    }
+}
+
+/// Bits of a slot that carry the [`InstanceId`]; the rest count within the instance.
+pub const INSTANCE_ID_BITS: u32 = 10;
+/// The largest `instance_id`.
+pub const MAX_INSTANCE_ID: u32 = (1 << INSTANCE_ID_BITS) - 1;
+const INSTANCE_COUNTER_MASK: u32 = u32::MAX >> INSTANCE_ID_BITS;
+
+/// This replica's share of the slot space, 0 to [`MAX_INSTANCE_ID`]: replicas with different
+/// ids never use the same slot. Each instance counts through 2^22 slots before it wraps, far
+/// more than it can issue in the one second within which a repeat would matter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceId(u32);
+
+impl InstanceId {
+    pub fn new(id: u32) -> Option<Self> {
+        (id <= MAX_INSTANCE_ID).then_some(InstanceId(id))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// Slots of one [`InstanceId`]: the id in the top bits, a counter below.
+#[derive(Debug)]
+pub struct InstanceSlots {
+    id: InstanceId,
+    prefix: u32,
+    counter: AtomicU32,
+}
+
+impl InstanceSlots {
+    /// Starts at a random point of the instance's range (a restart does not replay the slots
+    /// of the previous run in the same second).
+    pub fn new(id: InstanceId) -> Self {
+        InstanceSlots {
+            id,
+            prefix: id.0 << (32 - INSTANCE_ID_BITS),
+            counter: AtomicU32::new(rand::random()),
+        }
+    }
+
+    pub fn id(&self) -> InstanceId {
+        self.id
+    }
+
+    pub fn next(&self) -> u32 {
+        self.prefix | (self.counter.fetch_add(1, Ordering::Relaxed) & INSTANCE_COUNTER_MASK)
     }
 }
 
@@ -80,6 +184,33 @@ mod tests {
         let source = UniqueRandom::with_seed(u32::MAX - 50_000, [1, 2, 3, 4]);
         let values: HashSet<u32> = (0..200_000).map(|_| source.next().0).collect();
         assert_eq!(values.len(), 200_000);
+    }
+
+    #[test]
+    fn instances_never_share_a_slot() {
+        let a = InstanceSlots::new(InstanceId::new(1).unwrap());
+        let b = InstanceSlots::new(InstanceId::new(2).unwrap());
+        let last = InstanceSlots::new(InstanceId::new(MAX_INSTANCE_ID).unwrap());
+        let mut seen = HashSet::new();
+        for _ in 0..50_000 {
+            for slots in [&a, &b, &last] {
+                assert!(seen.insert(slots.next()));
+            }
+        }
+        assert_eq!(InstanceId::new(MAX_INSTANCE_ID + 1), None);
+    }
+
+    #[test]
+    fn the_same_key_gives_the_same_permutation() {
+        use hmac::KeyInit;
+        let mac = |key: &[u8]| HmacSha1::new_from_slice(key).unwrap();
+        let one = RandomPermutation::from_mac(mac(b"key one"));
+        let again = RandomPermutation::from_mac(mac(b"key one"));
+        let other = RandomPermutation::from_mac(mac(b"key two"));
+        let slots: Vec<u32> = (0..100).collect();
+        let values = |p: &RandomPermutation| slots.iter().map(|&s| p.apply(s)).collect::<Vec<_>>();
+        assert_eq!(values(&one), values(&again));
+        assert_ne!(values(&one), values(&other));
     }
 
     #[test]

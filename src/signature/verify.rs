@@ -198,7 +198,10 @@ pub(crate) fn check_times(
 ) -> Result<SignedParams, VerifyError> {
     use VerifyFailure::*;
 
-    let validity = params.expire_time - params.current_time_stamp;
+    // Differences in i128: `now` comes from the caller (`verify --at`) and may be any i64,
+    // and the difference of two i64 may not fit one.
+    let diff = |a: i64, b: i64| i128::from(a) - i128::from(b);
+    let validity = diff(params.expire_time, params.current_time_stamp);
     if validity < 1 {
         return Err(VerifyError::new(
             InvalidParameter,
@@ -208,7 +211,7 @@ pub(crate) fn check_times(
             ),
         ));
     }
-    if validity > i64::from(MAX_VALIDITY_SECONDS) {
+    if validity > i128::from(MAX_VALIDITY_SECONDS) {
         let detail = format!(
             "expireTime - currentTimeStamp is {validity} s; VOD allows at most {MAX_VALIDITY_SECONDS} s (90 days)"
         );
@@ -219,7 +222,7 @@ pub(crate) fn check_times(
         let detail = format!(
             "currentTimeStamp {} is {} s in the future (allowed clock skew {skew} s)",
             params.current_time_stamp,
-            params.current_time_stamp - now
+            diff(params.current_time_stamp, now)
         );
         return Err(VerifyError::with_params(NotYetValid, detail, params));
     }
@@ -227,7 +230,7 @@ pub(crate) fn check_times(
         let detail = format!(
             "expired at {} ({} s ago)",
             params.expire_time,
-            now - params.expire_time
+            diff(now, params.expire_time)
         );
         return Err(VerifyError::with_params(Expired, detail, params));
     }
