@@ -206,6 +206,24 @@ fn transport_values_are_checked() {
         ),
         ("max_request_bytes = 10", "transport.max_request_bytes"),
         ("max_queue_delay_ms = 60001", "transport.max_queue_delay_ms"),
+        (
+            "handshake_timeout_seconds = 0",
+            "transport.handshake_timeout_seconds",
+        ),
+        (
+            "handshake_timeout_seconds = 61",
+            "transport.handshake_timeout_seconds",
+        ),
+        (
+            "request_body_timeout_ms = 0",
+            "transport.request_body_timeout_ms",
+        ),
+        ("max_connections = 0", "transport.max_connections"),
+        ("max_health_watches = 0", "transport.max_health_watches"),
+        (
+            "max_concurrent_requests = 10\nmax_concurrent_requests_per_connection = 11",
+            "transport.max_concurrent_requests_per_connection",
+        ),
         ("no_such_knob = 1", "no_such_knob"),
     ] {
         let error = load(bad).unwrap_err();
@@ -223,6 +241,31 @@ fn transport_values_are_checked() {
     assert_eq!(defaults.max_connection_age, None);
     assert_eq!(defaults.max_request_bytes, 64 * 1024);
     assert_eq!(defaults.max_queue_delay, Some(Duration::from_millis(20)));
+    // Connections: 5 s to handshake, 1,024 of them, 64 streams and 64 calls in flight each;
+    // 5 s for a message to follow its headers; 64 health watches.
+    assert_eq!(defaults.handshake_timeout, Duration::from_secs(5));
+    assert_eq!(defaults.max_connections, 1024);
+    assert_eq!(defaults.max_concurrent_streams, Some(64));
+    assert_eq!(defaults.max_concurrent_requests_per_connection, Some(64));
+    assert_eq!(defaults.request_body_timeout, Duration::from_secs(5));
+    assert_eq!(defaults.max_health_watches, 64);
+
+    // The default share never exceeds a smaller whole; 0 turns the share off.
+    let small = load("max_concurrent_requests = 16").unwrap().transport;
+    assert_eq!(small.max_concurrent_requests_per_connection, Some(16));
+    let no_share = load("max_concurrent_requests_per_connection = 0")
+        .unwrap()
+        .transport;
+    assert_eq!(no_share.max_concurrent_requests_per_connection, None);
+    let set = load(
+        "handshake_timeout_seconds = 2\nrequest_body_timeout_ms = 750\nmax_connections = 10\nmax_health_watches = 3",
+    )
+    .unwrap()
+    .transport;
+    assert_eq!(set.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(set.request_body_timeout, Duration::from_millis(750));
+    assert_eq!(set.max_connections, 10);
+    assert_eq!(set.max_health_watches, 3);
 }
 
 #[test]

@@ -20,6 +20,11 @@
 //! http2_keepalive_timeout_seconds = 10
 //! max_connection_age_seconds = 600      # optional
 //! max_request_bytes = 65536
+//! handshake_timeout_seconds = 5
+//! request_body_timeout_ms = 5000
+//! max_connections = 1024
+//! max_concurrent_requests_per_connection = 64
+//! max_health_watches = 64
 //! ```
 //!
 //! TLS files are read and checked here, so a reload with a missing or mismatched certificate
@@ -58,7 +63,31 @@ const DEFAULT_KEEPALIVE_INTERVAL_SECONDS: u32 = 30;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 256;
 /// Default of `max_concurrent_streams` (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection).
 /// 0 in the file advertises no limit, and one client could then open any number of streams.
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Equal to the default share of one connection (`max_concurrent_requests_per_connection`):
+/// a client that wants more waits in its own HTTP/2 stack (backpressure) instead of being
+/// refused, and a refusal costs both sides the work of a call that is not served.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 64;
+/// Default of `max_concurrent_requests_per_connection`: a quarter of the default
+/// `max_concurrent_requests`, so no single connection can take every place; capped at
+/// `max_concurrent_requests` when that is set lower.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION: u32 = 64;
+/// Default and ceiling of `handshake_timeout_seconds`: from accept to the end of the TLS
+/// handshake (if any) and the client's HTTP/2 preface. A real client does both in a few round
+/// trips; a socket that stays silent only holds a file descriptor and memory.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u32 = 5;
+pub const MAX_HANDSHAKE_TIMEOUT_SECONDS: u32 = 60;
+/// Default and ceiling of `request_body_timeout_ms`: how long after its headers a call's
+/// request message may take to arrive. Callers send the message with the headers; a stream
+/// whose message does not come holds a place among the calls in flight for nothing.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u32 = 5_000;
+pub const MAX_REQUEST_BODY_TIMEOUT_MS: u32 = 60_000;
+/// Default of `max_connections`: open client connections (including those still in their
+/// handshake). Each costs a file descriptor and some memory; the process's descriptor limit
+/// must be above it.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Default of `max_health_watches`: health `Watch` streams stay open until the client goes
+/// away, so they are bounded on their own; a probe can always use `Check`.
+pub const DEFAULT_MAX_HEALTH_WATCHES: u32 = 64;
 /// Default of `max_queue_delay_ms`: how long an accepted `UploadSigner` call may wait for a
 /// worker thread before it is refused instead of started. A call is microseconds of work, so
 /// a wait this long means the server is past saturation; the answer would come late for
@@ -95,6 +124,11 @@ pub(super) struct RawTransport {
     max_concurrent_requests: Option<u32>,
     max_concurrent_streams: Option<u32>,
     max_queue_delay_ms: Option<u32>,
+    handshake_timeout_seconds: Option<u32>,
+    request_body_timeout_ms: Option<u32>,
+    max_connections: Option<u32>,
+    max_concurrent_requests_per_connection: Option<u32>,
+    max_health_watches: Option<u32>,
 }
 
 /// A loaded and checked TLS server configuration (rustls, `ring` provider, ALPN `h2`).
@@ -173,6 +207,19 @@ pub struct TransportSettings {
     /// before it is refused with UNAVAILABLE instead. `None` (0 in the file) lets calls
     /// wait up to their deadline.
     pub max_queue_delay: Option<Duration>,
+    /// From accept until the TLS handshake (if any) and the HTTP/2 preface are done; a
+    /// connection still silent then is closed.
+    pub handshake_timeout: Duration,
+    /// How long a call's request message may take to arrive after its headers; then the call
+    /// is answered DEADLINE_EXCEEDED and its stream closed.
+    pub request_body_timeout: Duration,
+    /// Open client connections; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// `UploadSigner` calls one connection may have in flight; more on that connection are
+    /// refused with UNAVAILABLE. `None` (0 in the file) sets no bound but the global one.
+    pub max_concurrent_requests_per_connection: Option<usize>,
+    /// Health `Watch` streams open at once, over all connections; more get RESOURCE_EXHAUSTED.
+    pub max_health_watches: usize,
 }
 
 impl Default for TransportSettings {
@@ -186,6 +233,13 @@ impl Default for TransportSettings {
             max_concurrent_requests: Some(DEFAULT_MAX_CONCURRENT_REQUESTS as usize),
             max_concurrent_streams: Some(DEFAULT_MAX_CONCURRENT_STREAMS),
             max_queue_delay: Some(Duration::from_millis(u64::from(DEFAULT_MAX_QUEUE_DELAY_MS))),
+            handshake_timeout: secs(DEFAULT_HANDSHAKE_TIMEOUT_SECONDS),
+            request_body_timeout: Duration::from_millis(u64::from(DEFAULT_REQUEST_BODY_TIMEOUT_MS)),
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            max_concurrent_requests_per_connection: Some(
+                DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION as usize,
+            ),
+            max_health_watches: DEFAULT_MAX_HEALTH_WATCHES as usize,
         }
     }
 }
@@ -303,6 +357,66 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
             ));
         }
     };
+    let handshake_timeout = match raw.handshake_timeout_seconds {
+        None => defaults.handshake_timeout,
+        Some(s @ 1..=MAX_HANDSHAKE_TIMEOUT_SECONDS) => secs(s),
+        Some(s) => {
+            return Err(ConfigError::field(
+                "transport.handshake_timeout_seconds",
+                format!("{s} is not between 1 and {MAX_HANDSHAKE_TIMEOUT_SECONDS}"),
+            ));
+        }
+    };
+    let request_body_timeout = match raw.request_body_timeout_ms {
+        None => defaults.request_body_timeout,
+        Some(ms @ 1..=MAX_REQUEST_BODY_TIMEOUT_MS) => Duration::from_millis(u64::from(ms)),
+        Some(ms) => {
+            return Err(ConfigError::field(
+                "transport.request_body_timeout_ms",
+                format!("{ms} is not between 1 and {MAX_REQUEST_BODY_TIMEOUT_MS}"),
+            ));
+        }
+    };
+    let max_connections = match raw.max_connections {
+        None => defaults.max_connections,
+        Some(0) => {
+            return Err(ConfigError::field(
+                "transport.max_connections",
+                "must be at least 1",
+            ));
+        }
+        Some(n) => n as usize,
+    };
+    let max_concurrent_requests_per_connection = match raw.max_concurrent_requests_per_connection {
+        // The default share never exceeds the whole.
+        None => match (
+            defaults.max_concurrent_requests_per_connection,
+            max_concurrent_requests,
+        ) {
+            (Some(share), Some(all)) => Some(share.min(all)),
+            (share, _) => share,
+        },
+        Some(0) => None,
+        Some(n) => match max_concurrent_requests {
+            Some(all) if n as usize > all => {
+                return Err(ConfigError::field(
+                    "transport.max_concurrent_requests_per_connection",
+                    format!("{n} is more than max_concurrent_requests ({all})"),
+                ));
+            }
+            _ => Some(n as usize),
+        },
+    };
+    let max_health_watches = match raw.max_health_watches {
+        None => defaults.max_health_watches,
+        Some(0) => {
+            return Err(ConfigError::field(
+                "transport.max_health_watches",
+                "must be at least 1 (probes that cannot watch use Check)",
+            ));
+        }
+        Some(n) => n as usize,
+    };
     Ok(TransportSettings {
         call_timeout,
         http2_keepalive_interval,
@@ -312,6 +426,11 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
         max_concurrent_requests,
         max_concurrent_streams,
         max_queue_delay,
+        handshake_timeout,
+        request_body_timeout,
+        max_connections,
+        max_concurrent_requests_per_connection,
+        max_health_watches,
     })
 }
 

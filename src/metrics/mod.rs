@@ -14,6 +14,7 @@
 //! | `vod_signer_calls_shed_total` | `reason` (`in_flight`, `queue_delay`) |
 //! | `vod_signer_log_write_failures_total` | |
 //! | `vod_signer_log_lines_dropped_total` | |
+//! | `vod_signer_connections_closed_total` | `reason` (`max_connections`, `handshake_timeout`) |
 //!
 //! The hot path touches atomics only: label sets are fixed enums resolved once into counter
 //! handles (gRPC method × code, verification outcome), and per-caller counters are cached
@@ -162,6 +163,8 @@ pub struct Metrics {
     handshake_errors: Counter,
     handshake_timeouts: Counter,
     shed: [Counter; Shed::ALL.len()],
+    refused_connections: Counter,
+    silent_connections: Counter,
 }
 
 impl Metrics {
@@ -262,6 +265,19 @@ impl Metrics {
             "Log lines discarded because the output was broken and the buffer full",
             log_lines_dropped,
         );
+        // Same label name as the handshake failures: one `reason`.
+        let closed = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Client connections closed by the server to protect it: over max_connections, or silent past the handshake timeout",
+            closed.clone(),
+        );
+        let refused_connections = closed.get_or_create_owned(&HandshakeLabels {
+            reason: "max_connections",
+        });
+        let silent_connections = closed.get_or_create_owned(&HandshakeLabels {
+            reason: "handshake_timeout",
+        });
         Metrics {
             registry,
             requests,
@@ -277,6 +293,8 @@ impl Metrics {
             handshake_errors,
             handshake_timeouts,
             shed,
+            refused_connections,
+            silent_connections,
         }
     }
 
@@ -326,6 +344,17 @@ impl Metrics {
         } else {
             self.handshake_errors.inc();
         }
+    }
+
+    /// A connection closed as soon as it was accepted: `max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.refused_connections.inc();
+    }
+
+    /// A connection closed because its client sent no HTTP/2 preface (or did not finish its
+    /// TLS handshake) in time.
+    pub fn connection_silent(&self) {
+        self.silent_connections.inc();
     }
 
     /// A call refused to protect the others; its status is counted by its [`CallRecorder`].

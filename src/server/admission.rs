@@ -7,8 +7,15 @@
 //! can neither count the calls waiting nor tell how long they waited, and the queue grows
 //! until clients time out. Here, for `UploadSigner` calls:
 //!
-//! - at arrival, a call beyond `[transport] max_concurrent_requests` (counting every call
-//!   accepted and not yet answered, queued or running) is refused at once;
+//! - at arrival, the `authorization` header is checked: a call without a known bearer token
+//!   is answered UNAUTHENTICATED there and then, before its message is read, so it never
+//!   holds a place that a known caller needs;
+//! - a known caller's call takes a place among `[transport] max_concurrent_requests` (calls
+//!   accepted and not yet answered, queued or running) and its connection's share
+//!   (`max_concurrent_requests_per_connection`; see `slots`). A connection over its share is
+//!   refused at once; a call that finds every shared place taken waits for one, for at most
+//!   `max_queue_delay_ms` (or its deadline), and is then refused;
+//! - its request message must arrive within `request_body_timeout_ms` (see `body_timeout`);
 //! - at its first poll, a call that waited longer than `[transport] max_queue_delay_ms` is
 //!   refused instead of started, once waits have stayed that long for [`SHED_AFTER`]: the
 //!   server is then past saturation, and a refusal costs a fraction of a call, so the calls
@@ -30,19 +37,23 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::codegen::http::{Request, Response};
 
+use super::body_timeout::TimedBody;
 use super::grpc_timeout;
+use super::slots::{self, ConnectionShare, SharedPlaces, Slot, Taken, Waiting};
 use crate::metrics::{CallRecorder, MeteredBody, Metrics, Shed};
 use crate::proto::v1::upload_signer_server::SERVICE_NAME;
+use crate::service::{ServiceError, Shared};
 
 /// The limits [`Admission`] applies.
 #[derive(Debug, Clone, Copy)]
@@ -53,11 +64,17 @@ pub(super) struct Limits {
     pub max_queue_delay: Option<Duration>,
     /// Cap on every call's deadline.
     pub call_timeout: Duration,
+    /// `UploadSigner` calls one connection may have in flight; `None` sets no bound.
+    pub max_in_flight_per_connection: Option<usize>,
+    /// How long a call's request message may take to arrive after its headers.
+    pub request_body_timeout: Duration,
 }
 
 struct State {
-    in_flight: AtomicUsize,
+    places: SharedPlaces,
     limits: Limits,
+    /// The callers, as the last (re)load left them.
+    shared: Arc<ArcSwap<Shared>>,
     metrics: Arc<Metrics>,
     /// Since when (nanoseconds after `epoch`, plus one so that 0 means "not") every call
     /// started has waited longer than `max_queue_delay`.
@@ -98,10 +115,12 @@ impl State {
     }
 }
 
-/// The hyper service of every connection: admission in front of the gRPC routes `S`.
+/// The hyper service of a connection: admission in front of the gRPC routes `S`.
 pub(super) struct Admission<S> {
     routes: S,
     state: Arc<State>,
+    /// This connection's share of the places.
+    connection: Arc<ConnectionShare>,
 }
 
 impl<S: Clone> Clone for Admission<S> {
@@ -109,21 +128,38 @@ impl<S: Clone> Clone for Admission<S> {
         Admission {
             routes: self.routes.clone(),
             state: self.state.clone(),
+            connection: self.connection.clone(),
         }
     }
 }
 
-impl<S> Admission<S> {
-    pub(super) fn new(routes: S, limits: Limits, metrics: Arc<Metrics>) -> Self {
+impl<S: Clone> Admission<S> {
+    pub(super) fn new(
+        routes: S,
+        limits: Limits,
+        shared: Arc<ArcSwap<Shared>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Admission {
             routes,
+            connection: ConnectionShare::new(limits.max_in_flight_per_connection),
             state: Arc::new(State {
-                in_flight: AtomicUsize::new(0),
+                places: slots::shared_places(limits.max_in_flight),
                 limits,
+                shared,
                 metrics,
                 queued_too_long_since: AtomicU64::new(0),
                 epoch: Instant::now(),
             }),
+        }
+    }
+
+    /// The service for a new connection: the same places and routes, a share of its own.
+    pub(super) fn for_connection(&self) -> Self {
+        Admission {
+            routes: self.routes.clone(),
+            state: self.state.clone(),
+            connection: ConnectionShare::new(self.state.limits.max_in_flight_per_connection),
         }
     }
 }
@@ -135,9 +171,15 @@ fn is_bounded(path: &str) -> bool {
         .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Whether `path` is a streaming call whose client sends messages over time, so its request
+/// body has no deadline of its own. Every other call here sends one message.
+fn is_client_streaming(path: &str) -> bool {
+    path.starts_with("/grpc.reflection.")
+}
+
 impl<S> hyper::service::Service<Request<Incoming>> for Admission<S>
 where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Unpin,
+    S: Service<Request<TimedBody>, Response = Response<Body>, Error = Infallible> + Clone + Unpin,
     S::Future: Unpin,
 {
     type Response = Response<MeteredBody>;
@@ -147,66 +189,70 @@ where
     fn call(&self, request: Request<Incoming>) -> AdmittedCall<S> {
         let arrival = Instant::now();
         let state = &self.state;
-        let recorder = CallRecorder::new(state.metrics.clone(), request.uri().path(), arrival);
-        let slot = if is_bounded(request.uri().path()) {
-            match Slot::take(state.clone()) {
-                Some(slot) => Some(slot),
-                None => {
+        let path = request.uri().path();
+        let recorder = CallRecorder::new(state.metrics.clone(), path, arrival);
+        let mut waiting = None;
+        let slot = if is_bounded(path) {
+            // Before any place is taken: an unknown caller must not hold one.
+            let authorization = request.headers().get("authorization").map(|v| v.as_bytes());
+            if let Err(error) = state.shared.load().callers.authenticate(authorization) {
+                let status = Status::from(ServiceError::from(error));
+                return AdmittedCall::answered(status, recorder, arrival, state);
+            }
+            match slots::take(&state.places, &self.connection) {
+                Taken::Slot(slot) => Some(slot),
+                Taken::Wait(wait) => {
+                    waiting = Some(wait);
+                    None
+                }
+                Taken::ConnectionFull => {
                     state.metrics.call_shed(Shed::InFlight);
                     let status = Status::unavailable(
-                        "the server is handling as many calls as it is configured for; retry with backoff",
+                        "this connection has as many calls in flight as one connection may ([transport] max_concurrent_requests_per_connection); retry with backoff",
                     );
-                    return AdmittedCall::answered(status, recorder, arrival);
+                    return AdmittedCall::answered(status, recorder, arrival, state);
                 }
             }
         } else {
             None
         };
+        let body_limit = (!is_client_streaming(path)).then_some(state.limits.request_body_timeout);
         let budget = grpc_timeout::client_timeout(request.headers())
             .map_or(state.limits.call_timeout, |t| {
                 t.min(state.limits.call_timeout)
             });
+        let request = Some(request.map(|body| TimedBody::new(body, arrival, body_limit)));
+        let routes = self.routes.clone();
         AdmittedCall {
-            stage: Stage::Queued {
-                routes: self.routes.clone(),
-                request: Some(request),
+            stage: match waiting {
+                Some(wait) => Stage::Waiting {
+                    routes,
+                    request,
+                    wait,
+                },
+                None => Stage::Queued { routes, request },
             },
             arrival,
             deadline: arrival + budget,
             timer: None,
             recorder: Some(recorder),
             slot,
+            state: state.clone(),
         }
     }
 }
 
-/// A place among the calls in flight, given back when dropped.
-struct Slot(Arc<State>);
-
-impl Slot {
-    /// Takes a place, if one is free. One atomic add per call; no lock, no allocation.
-    fn take(state: Arc<State>) -> Option<Slot> {
-        let before = state.in_flight.fetch_add(1, Ordering::Relaxed);
-        // Created before the check, so a refusal gives its place back through `Drop`.
-        let slot = Slot(state);
-        match slot.0.limits.max_in_flight {
-            Some(max) if before >= max => None,
-            _ => Some(slot),
-        }
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-enum Stage<S: Service<Request<Incoming>>> {
+enum Stage<S: Service<Request<TimedBody>>> {
+    /// Every shared place was taken at arrival: waits for one (see `slots`).
+    Waiting {
+        routes: S,
+        request: Option<Request<TimedBody>>,
+        wait: Waiting,
+    },
     /// Accepted, not yet polled: the request waits in the runtime's queue.
     Queued {
         routes: S,
-        request: Option<Request<Incoming>>,
+        request: Option<Request<TimedBody>>,
     },
     Running(S::Future),
     /// Answered without the routes (refused, or past its deadline).
@@ -214,7 +260,7 @@ enum Stage<S: Service<Request<Incoming>>> {
 }
 
 /// The future of one call, from arrival to the response headers.
-pub(super) struct AdmittedCall<S: Service<Request<Incoming>>> {
+pub(super) struct AdmittedCall<S: Service<Request<TimedBody>>> {
     stage: Stage<S>,
     arrival: Instant,
     deadline: Instant,
@@ -223,10 +269,16 @@ pub(super) struct AdmittedCall<S: Service<Request<Incoming>>> {
     recorder: Option<CallRecorder>,
     /// The place this call holds among those in flight (bounded calls only).
     slot: Option<Slot>,
+    state: Arc<State>,
 }
 
-impl<S: Service<Request<Incoming>>> AdmittedCall<S> {
-    fn answered(status: Status, recorder: CallRecorder, arrival: Instant) -> Self {
+impl<S: Service<Request<TimedBody>>> AdmittedCall<S> {
+    fn answered(
+        status: Status,
+        recorder: CallRecorder,
+        arrival: Instant,
+        state: &Arc<State>,
+    ) -> Self {
         recorder.finish(status.code());
         AdmittedCall {
             stage: Stage::Answered(Some(status.into_http().map(MeteredBody::unwatched))),
@@ -235,6 +287,7 @@ impl<S: Service<Request<Incoming>>> AdmittedCall<S> {
             timer: None,
             recorder: None,
             slot: None,
+            state: state.clone(),
         }
     }
 
@@ -257,7 +310,7 @@ fn deadline_exceeded(waited: Duration) -> Status {
 
 impl<S> Future for AdmittedCall<S>
 where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Unpin,
+    S: Service<Request<TimedBody>, Response = Response<Body>, Error = Infallible> + Unpin,
     S::Future: Unpin,
 {
     type Output = Result<Response<MeteredBody>, Infallible>;
@@ -269,6 +322,46 @@ where
                 Stage::Answered(response) => {
                     return Poll::Ready(Ok(response.take().expect("polled after completion")));
                 }
+                Stage::Waiting { wait, .. } => {
+                    if let Poll::Ready(slot) = wait.poll_slot(cx) {
+                        this.slot = Some(slot);
+                        this.timer = None;
+                        let waited = std::mem::replace(&mut this.stage, Stage::Answered(None));
+                        if let Stage::Waiting {
+                            routes, request, ..
+                        } = waited
+                        {
+                            this.stage = Stage::Queued { routes, request };
+                        }
+                        continue;
+                    }
+                    // The wait for a place is bounded like the runtime's queue, and by the
+                    // call's deadline.
+                    let limit = this
+                        .state
+                        .limits
+                        .max_queue_delay
+                        .map_or(this.deadline, |max| (this.arrival + max).min(this.deadline));
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(limit.into())));
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.timer = None;
+                    let waited = this.arrival.elapsed();
+                    let status = if Instant::now() >= this.deadline {
+                        deadline_exceeded(waited)
+                    } else {
+                        this.state.metrics.call_shed(Shed::InFlight);
+                        Status::unavailable(format!(
+                            "the server is handling as many calls as it is configured for ([transport] max_concurrent_requests); this call waited {} ms for a place; retry with backoff",
+                            waited.as_millis()
+                        ))
+                    };
+                    let response = this.answer(status);
+                    this.stage = Stage::Answered(Some(response));
+                }
                 Stage::Queued { routes, request } => {
                     let now = Instant::now();
                     let waited = now.saturating_duration_since(this.arrival);
@@ -277,14 +370,9 @@ where
                         this.stage = Stage::Answered(Some(response));
                         continue;
                     }
-                    let shed = this
-                        .slot
-                        .as_ref()
-                        .is_some_and(|slot| slot.0.shed(waited, now));
+                    let shed = this.slot.is_some() && this.state.shed(waited, now);
                     if shed {
-                        if let Some(slot) = &this.slot {
-                            slot.0.metrics.call_shed(Shed::QueueDelay);
-                        }
+                        this.state.metrics.call_shed(Shed::QueueDelay);
                         let response = this.answer(Status::unavailable(format!(
                             "the server is overloaded: this call waited {} ms to be started; retry with backoff",
                             waited.as_millis()
@@ -331,13 +419,24 @@ mod tests {
     use super::*;
 
     fn state(max_queue_delay: Option<Duration>) -> State {
+        let limits = Limits {
+            max_in_flight: Some(2),
+            max_queue_delay,
+            call_timeout: Duration::from_secs(1),
+            max_in_flight_per_connection: None,
+            request_body_timeout: Duration::from_secs(1),
+        };
         State {
-            in_flight: AtomicUsize::new(0),
-            limits: Limits {
-                max_in_flight: Some(2),
-                max_queue_delay,
-                call_timeout: Duration::from_secs(1),
-            },
+            places: slots::shared_places(limits.max_in_flight),
+            limits,
+            shared: Arc::new(ArcSwap::from_pointee(Shared {
+                keys: crate::signature::KeyRing::single(crate::signature::SigningKey::new(
+                    crate::signature::SecretId::new("AKIDadmissionTest").unwrap(),
+                    &crate::signature::SecretKey::from_string("k".repeat(32)).unwrap(),
+                )),
+                callers: crate::policy::Callers::default(),
+                verify_options: Default::default(),
+            })),
             metrics: Arc::new(Metrics::new()),
             queued_too_long_since: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -380,19 +479,6 @@ mod tests {
         for s in 0..5 {
             assert!(!state.shed(Duration::from_secs(10), t0 + Duration::from_secs(s)));
         }
-    }
-
-    #[test]
-    fn places_are_given_back_on_drop_and_refusals_hold_none() {
-        let state = Arc::new(state(None));
-        let a = Slot::take(state.clone()).expect("first place");
-        let b = Slot::take(state.clone()).expect("second place");
-        assert!(Slot::take(state.clone()).is_none(), "the bound is 2");
-        assert_eq!(state.in_flight.load(Ordering::Relaxed), 2);
-        drop(a);
-        let c = Slot::take(state.clone()).expect("a place was freed");
-        drop((b, c));
-        assert_eq!(state.in_flight.load(Ordering::Relaxed), 0);
     }
 
     #[test]

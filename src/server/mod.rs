@@ -4,9 +4,13 @@
 
 mod admission;
 mod audit_health;
+mod body_timeout;
 mod connections;
 mod grpc_timeout;
+mod preface;
 mod reload;
+mod slots;
+mod streams;
 mod tls;
 
 pub use reload::{ReloadError, ReloadHandle, ReloadOutcome, ReloadRequests, reload_channel};
@@ -180,7 +184,7 @@ pub async fn serve_with(
     let live = reload::Live {
         started: config.clone(),
         config: config.clone(),
-        shared,
+        shared: shared.clone(),
         tls: tls.clone(),
         metrics: metrics.clone(),
     };
@@ -209,15 +213,18 @@ pub async fn serve_with(
         .add_service(reflection_v1alpha)
         .add_service(upload_signer)
         .prepare();
-    // Calls are admitted (bounded, shed when they queued too long, given their deadline) where
-    // HTTP/2 hands them over; see `admission`.
+    // Calls are admitted (authenticated, bounded, shed when they queued too long, given
+    // their deadline) where HTTP/2 hands them over; see `admission`.
     let service = admission::Admission::new(
         routes,
         admission::Limits {
             max_in_flight: transport.max_concurrent_requests,
             max_queue_delay: transport.max_queue_delay,
             call_timeout: transport.call_timeout,
+            max_in_flight_per_connection: transport.max_concurrent_requests_per_connection,
+            request_body_timeout: transport.request_body_timeout,
         },
+        shared,
         metrics.clone(),
     );
 
@@ -259,17 +266,31 @@ pub async fn serve_with(
         );
     }
 
+    let places = connections::places(transport.max_connections);
     let incoming = match tls {
         None => connections::Incoming::Tcp(listener),
-        Some(tls) => connections::Incoming::Tls(tls::incoming(listener, tls, metrics.clone())),
+        Some(tls) => connections::Incoming::Tls(tls::incoming(
+            listener,
+            tls,
+            places.clone(),
+            transport.handshake_timeout,
+            metrics.clone(),
+        )),
+    };
+    let limits = connections::ConnectionLimits {
+        // Long-lived client connections would otherwise stay on the replicas that existed
+        // when they connected; closing them gracefully lets new replicas take a share.
+        max_connection_age: transport.max_connection_age,
+        handshake_timeout: transport.handshake_timeout,
+        watches: streams::Watches::new(transport.max_health_watches),
+        places,
+        metrics: metrics.clone(),
     };
     let server = connections::serve(
         incoming,
         connections::http2_builder(transport),
-        service,
-        // Long-lived client connections would otherwise stay on the replicas that existed
-        // when they connected; closing them gracefully lets new replicas take a share.
-        transport.max_connection_age,
+        move || service.for_connection(),
+        limits,
         signal,
     );
     tokio::pin!(server);

@@ -6,7 +6,7 @@
 //! certificates (and client CA), and established connections keep theirs.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpStream};
@@ -15,17 +15,16 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
+use super::connections::{Accepted, take_place};
 use crate::metrics::Metrics;
-
-/// A client that has not finished its handshake by then is dropped; otherwise idle
-/// half-open connections would pile up.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections whose handshakes are done, waiting for the server to take them.
 const READY_BACKLOG: usize = 64;
 
-/// Accepts TCP connections on `listener` and yields them once their TLS handshake (with the
-/// configuration in `config` at accept time) has succeeded. Handshakes run concurrently, so
+/// Accepts TCP connections on `listener` (each taking one of `places`, or closed at once) and
+/// yields them once their TLS handshake (with the configuration in `config` at accept time)
+/// has succeeded within `handshake_timeout`; a client still handshaking then is dropped,
+/// since idle half-open connections would otherwise pile up. Handshakes run concurrently, so
 /// a slow client does not hold up the others. A failed handshake, e.g. a client without the
 /// certificate mTLS requires, closes that connection, is logged at debug level (a port scan
 /// should not flood the log) and counted in `metrics`.
@@ -34,8 +33,10 @@ const READY_BACKLOG: usize = 64;
 pub(super) fn incoming(
     listener: TcpListener,
     config: Arc<ArcSwap<ServerConfig>>,
+    places: Arc<tokio::sync::Semaphore>,
+    handshake_timeout: Duration,
     metrics: Arc<Metrics>,
-) -> mpsc::Receiver<TlsStream<TcpStream>> {
+) -> mpsc::Receiver<Accepted<TlsStream<TcpStream>>> {
     let (ready, stream) = mpsc::channel(READY_BACKLOG);
     tokio::spawn(async move {
         loop {
@@ -51,14 +52,18 @@ pub(super) fn incoming(
                 },
                 () = ready.closed() => break,
             };
+            let Some(place) = take_place(&places, &metrics, peer) else {
+                continue;
+            };
+            let at = Instant::now();
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.load_full());
             let ready = ready.clone();
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = ready.send(stream).await;
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(io)) => {
+                        let _ = ready.send(Accepted { io, place, at }).await;
                     }
                     Ok(Err(error)) => {
                         metrics.tls_handshake_failed(false);
