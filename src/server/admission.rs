@@ -51,6 +51,7 @@ use tonic::codegen::http::{Request, Response};
 use super::body_timeout::TimedBody;
 use super::grpc_timeout;
 use super::slots::{self, ConnectionShare, SharedPlaces, Slot, Taken, Waiting};
+use crate::logging::RateLimit;
 use crate::metrics::{CallRecorder, MeteredBody, Metrics, Shed};
 use crate::proto::v1::upload_signer_server::SERVICE_NAME;
 use crate::service::{ServiceError, Shared};
@@ -76,6 +77,9 @@ struct State {
     /// The callers, as the last (re)load left them.
     shared: Arc<ArcSwap<Shared>>,
     metrics: Arc<Metrics>,
+    /// Unknown callers are refused here, before the service could log them; a client retrying
+    /// a bad token in a loop gets one line a second, not one per call.
+    unauthenticated_log: RateLimit,
     /// Since when (nanoseconds after `epoch`, plus one so that 0 means "not") every call
     /// started has waited longer than `max_queue_delay`.
     queued_too_long_since: AtomicU64,
@@ -148,6 +152,7 @@ impl<S: Clone> Admission<S> {
                 limits,
                 shared,
                 metrics,
+                unauthenticated_log: RateLimit::new(Duration::from_secs(1)),
                 queued_too_long_since: AtomicU64::new(0),
                 epoch: Instant::now(),
             }),
@@ -196,6 +201,14 @@ where
             // Before any place is taken: an unknown caller must not hold one.
             let authorization = request.headers().get("authorization").map(|v| v.as_bytes());
             if let Err(error) = state.shared.load().callers.authenticate(authorization) {
+                if let Some(suppressed) = state.unauthenticated_log.due() {
+                    tracing::warn!(
+                        method = path.rsplit('/').next().unwrap_or(path),
+                        reason = %error,
+                        similar_not_logged = suppressed,
+                        "call refused: authentication failed"
+                    );
+                }
                 let status = Status::from(ServiceError::from(error));
                 return AdmittedCall::answered(status, recorder, arrival, state);
             }
@@ -438,6 +451,7 @@ mod tests {
                 verify_options: Default::default(),
             })),
             metrics: Arc::new(Metrics::new()),
+            unauthenticated_log: RateLimit::new(Duration::from_secs(1)),
             queued_too_long_since: AtomicU64::new(0),
             epoch: Instant::now(),
         }
