@@ -25,6 +25,7 @@ mod error;
 mod file_mode;
 mod ops;
 mod secret_source;
+mod tracking;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -41,6 +42,10 @@ pub use ops::{
     TransportSettings,
 };
 pub use secret_source::SecretKeySource;
+pub use tracking::{
+    DEFAULT_RECONCILE_AFTER_SECONDS, DEFAULT_RETENTION_DAYS, PostgresUrl, StoreLocation,
+    StoreLocationError, TrackingSettings,
+};
 
 use crate::policy::{Caller, Callers, CallersError, DEFAULT_VALIDITY_SECONDS, Policy, TokenHash};
 use crate::signature::{
