@@ -5,9 +5,12 @@
 //! - [`server`]: the gRPC service, assembled from [`config`], [`policy`], [`service`] and the
 //!   generated [`proto`] code.
 //! - [`quota`] and [`metrics`]: per-user issuance quotas and the Prometheus endpoint.
+//! - [`events`]: VOD event notification bodies and their `SignKey` authentication (pure).
+//! - [`tracking`]: upload records, their states, the stores and the change feed.
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
@@ -16,3 +19,4 @@ pub mod quota;
 pub mod server;
 pub mod service;
 pub mod signature;
+pub mod tracking;
