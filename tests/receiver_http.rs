@@ -856,6 +856,18 @@ async fn a_cursor_older_than_retention_is_out_of_range() {
         .unwrap()
         .unwrap()
         .cursor;
+    // A later change, so the pruned part extends past the cursor (a cursor at the very end of
+    // the pruned part would still resume exactly: nothing after it was lost).
+    let later = issue(&server, TRACKED, "nina", pb::UploadParams::default())
+        .await
+        .unwrap()
+        .upload_id;
+    assert_eq!(post_signed(&server, f1_for(&later, FILE_B, None)).await.status, 200);
+    tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 
     // Retention runs hourly; run it now as if 31 days had passed, through a second handle on
     // the same store.
@@ -881,7 +893,12 @@ async fn a_cursor_older_than_retention_is_out_of_range() {
         .await
     {
         Err(status) => status,
-        Ok(response) => response.into_inner().message().await.unwrap_err(),
+        Ok(response) => {
+            tokio::time::timeout(Duration::from_secs(5), response.into_inner().message())
+                .await
+                .expect("an answer, not a wait")
+                .unwrap_err()
+        }
     };
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     server.stop().await;
