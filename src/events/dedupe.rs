@@ -15,17 +15,16 @@ const DELIVERY_FIELDS: [&str; 5] = ["EventHandle", "Sign", "T", "sign", "t"];
 
 /// The hex SHA-256 of the canonical body; equal for every delivery of one event.
 pub fn dedupe_key(raw: &[u8]) -> Result<String, EventParseError> {
-    let value: Value =
-        serde_json::from_slice(raw).map_err(|e| EventParseError::NotJson(e.to_string()))?;
-    let Value::Object(mut body) = value else {
-        return Err(EventParseError::NotObject);
-    };
+    Ok(key_of(super::notification::object_of(raw)?))
+}
+
+pub(super) fn key_of(mut body: Map<String, Value>) -> String {
     for field in DELIVERY_FIELDS {
         body.remove(field);
     }
     let canonical = canonical(Value::Object(body));
     let bytes = serde_json::to_vec(&canonical).expect("a JSON value always serialises");
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    hex::encode(Sha256::digest(&bytes))
 }
 
 fn canonical(value: Value) -> Value {

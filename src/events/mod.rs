@@ -16,5 +16,5 @@ pub use dedupe::dedupe_key;
 pub use locate::{SignLocation, SignedPair, locate_sign};
 pub use notification::{
     EventParseError, FileUpload, Notification, ProcedureChange, ProcedureStatus, Subtask,
-    SubtaskStatus, parse,
+    SubtaskStatus, parse, parse_keyed,
 };

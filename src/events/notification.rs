@@ -130,12 +130,26 @@ const SUBTASK_SETS: [&str; 4] = [
 
 /// Parses a PUSH body or one `EventSet[]` item of a PullEvents response.
 pub fn parse(raw: &[u8]) -> Result<Notification, EventParseError> {
-    let value: Value =
-        serde_json::from_slice(raw).map_err(|e| EventParseError::NotJson(e.to_string()))?;
-    let Value::Object(body) = value else {
-        return Err(EventParseError::NotObject);
-    };
-    let Some(event_type) = text(&body, "EventType") else {
+    parse_object(&object_of(raw)?)
+}
+
+/// [`parse`] and [`super::dedupe_key`] of one body, reading the JSON once.
+pub fn parse_keyed(raw: &[u8]) -> Result<(Notification, String), EventParseError> {
+    let body = object_of(raw)?;
+    let notification = parse_object(&body)?;
+    Ok((notification, super::dedupe::key_of(body)))
+}
+
+pub(super) fn object_of(raw: &[u8]) -> Result<Map<String, Value>, EventParseError> {
+    match serde_json::from_slice(raw) {
+        Ok(Value::Object(body)) => Ok(body),
+        Ok(_) => Err(EventParseError::NotObject),
+        Err(e) => Err(EventParseError::NotJson(e.to_string())),
+    }
+}
+
+fn parse_object(body: &Map<String, Value>) -> Result<Notification, EventParseError> {
+    let Some(event_type) = text(body, "EventType") else {
         // The 2.0 format has lowercase `eventType`/`version`/`data`; the 2017 pull API wrapped
         // them in `eventList`. Both mean the application still sends the old format.
         if ["eventType", "version", "data", "eventList"]
@@ -143,16 +157,16 @@ pub fn parse(raw: &[u8]) -> Result<Notification, EventParseError> {
             .any(|k| body.get(*k).is_some_and(|v| !v.is_null()))
         {
             return Ok(Notification::Legacy {
-                event_type: text(&body, "eventType"),
+                event_type: text(body, "eventType"),
             });
         }
         return Err(EventParseError::MissingEventType);
     };
     let parsed = match event_type.as_str() {
-        NEW_FILE_UPLOAD => object(&body, "FileUploadEvent")
+        NEW_FILE_UPLOAD => object(body, "FileUploadEvent")
             .and_then(file_upload)
             .map(Notification::NewFileUpload),
-        PROCEDURE_STATE_CHANGED => object(&body, "ProcedureStateChangeEvent")
+        PROCEDURE_STATE_CHANGED => object(body, "ProcedureStateChangeEvent")
             .and_then(procedure_change)
             .map(Notification::ProcedureStateChanged),
         _ => None,

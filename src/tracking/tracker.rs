@@ -17,7 +17,9 @@ use super::model::{
     FileState, NewUpload, PendingProcedure, Receipt, ReceivedEvent, Upload, UploadChange,
     UploadPage, WatchStart,
 };
-use super::store::{AnyStore, Incoming, PostgresStore, PruneReport, SqliteStore, Store};
+use super::store::{
+    AnyStore, EXPIRE_PER_CALL, Incoming, PostgresStore, PruneReport, SqliteStore, Store,
+};
 use super::{TrackingError, UploadId};
 use crate::config::{StoreLocation, TrackingSettings};
 
@@ -210,11 +212,17 @@ impl Tracker {
     /// Moves uploads still ISSUED whose signature expired before `now` to EXPIRED. The
     /// background sweeper calls this every few seconds with the current time.
     pub async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
-        let expired = self.inner.store.expire_due(now).await?;
-        if expired > 0 {
-            self.inner.feed.send_modify(|n| *n += 1);
+        let mut expired = 0;
+        loop {
+            let count = self.inner.store.expire_due(now).await?;
+            if count > 0 {
+                self.inner.feed.send_modify(|n| *n += 1);
+            }
+            expired += count;
+            if count < u64::from(EXPIRE_PER_CALL) {
+                return Ok(expired);
+            }
         }
-        Ok(expired)
     }
 
     /// Removes what is older than the retention period at `now`: event bodies, uploads last

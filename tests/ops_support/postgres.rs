@@ -3,10 +3,14 @@
 //! port and data, to test an outage. As root (CI) the server runs as the `postgres` user via
 //! `runuser`, since PostgreSQL refuses to run as root. CI installs the server
 //! (`apt-get install -y postgresql`); without it the tests fail and say so.
+//!
+//! `initdb` is the slow part (seconds on a loaded machine), so it runs once into a template
+//! cluster under cargo's `target/tmp` and each server starts from a copy of it.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 pub struct PostgresServer {
     bin: PathBuf,
@@ -18,7 +22,15 @@ pub struct PostgresServer {
 impl PostgresServer {
     pub fn start() -> PostgresServer {
         let bin = server_bin();
-        let dir = tempfile::tempdir().expect("a temp dir for PostgreSQL");
+        // In memory where there is a tmpfs: copying and fsyncing a cluster on a busy disk
+        // takes seconds, and the data is thrown away anyway.
+        let shm = Path::new("/dev/shm");
+        let dir = if shm.is_dir() {
+            tempfile::tempdir_in(shm)
+        } else {
+            tempfile::tempdir()
+        }
+        .expect("a temp dir for PostgreSQL");
         let as_root = is_root();
         if as_root {
             run(Command::new("chown")
@@ -31,16 +43,12 @@ impl PostgresServer {
             port: 0,
             running: false,
         };
-        let data = server.data_dir();
-        let initdb = server.bin.join("initdb");
-        server.run_pg(
-            Command::new(initdb)
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
-                // The cluster is thrown away after the test; syncing it to disk is wasted time.
-                .arg("--no-sync"),
-        );
+        let template = template_cluster(&server.bin);
+        // `cp -a` keeps the owner (postgres) and the 0700 mode the server insists on.
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(server.data_dir()));
         // Bind-and-release picks a free port; a rare clash is retried with another.
         for _ in 0..5 {
             server.port = free_port();
@@ -119,30 +127,8 @@ impl PostgresServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    fn run_pg(&self, command: &mut Command) {
-        let out = self.run_pg_quiet(command);
-        assert!(
-            out.status.success(),
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
     fn run_pg_quiet(&self, command: &mut Command) -> Output {
-        let mut command = if is_root() {
-            let mut wrapped = Command::new("runuser");
-            wrapped.args(["-u", "postgres", "--"]);
-            wrapped.arg(command.get_program());
-            wrapped.args(command.get_args());
-            wrapped
-        } else {
-            std::mem::replace(command, Command::new("true"))
-        };
-        command
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("running a PostgreSQL tool")
+        as_postgres(command, self.dir.path())
     }
 }
 
@@ -150,6 +136,76 @@ impl Drop for PostgresServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A freshly initialised cluster to copy: made once, then reused by every test and run.
+fn template_cluster(bin: &Path) -> PathBuf {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let major = bin
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or("pg");
+            let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            let template = root.join(format!("postgres-{major}-template"));
+            if template.join("PG_VERSION").exists() {
+                return template;
+            }
+            // Built beside it and renamed into place, so a concurrent test binary never
+            // copies a half-made cluster.
+            let staging = root.join(format!("postgres-{major}-staging-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&staging);
+            std::fs::create_dir_all(&staging).expect("a staging dir for the template cluster");
+            let as_root = is_root();
+            if as_root {
+                run(Command::new("chown").arg("postgres:postgres").arg(&staging));
+            }
+            let data = staging.join("data");
+            let mut initdb = Command::new(bin.join("initdb"));
+            initdb
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
+                // 1 MiB WAL segments instead of 16: less to copy for every test.
+                .arg("--wal-segsize=1")
+                // The clusters are thrown away after the tests; syncing to disk is wasted time.
+                .arg("--no-sync");
+            let out = as_postgres(&mut initdb, &staging);
+            assert!(
+                out.status.success(),
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if std::fs::rename(&data, &template).is_err() && !template.join("PG_VERSION").exists() {
+                panic!(
+                    "cannot move the template cluster into {}",
+                    template.display()
+                );
+            }
+            let _ = std::fs::remove_dir_all(&staging);
+            template
+        })
+        .clone()
+}
+
+/// Runs a PostgreSQL tool as the `postgres` user when this process is root.
+fn as_postgres(command: &mut Command, cwd: &Path) -> Output {
+    let mut command = if is_root() {
+        let mut wrapped = Command::new("runuser");
+        wrapped.args(["-u", "postgres", "--"]);
+        wrapped.arg(command.get_program());
+        wrapped.args(command.get_args());
+        wrapped
+    } else {
+        std::mem::replace(command, Command::new("true"))
+    };
+    command
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running a PostgreSQL tool")
 }
 
 /// The newest installed server's `bin/` (Debian: `/usr/lib/postgresql/<major>/bin`).

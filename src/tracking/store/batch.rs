@@ -29,8 +29,8 @@ impl Incoming {
     /// Parses outside the store's transaction (pure, and the only step that can refuse the
     /// body).
     pub fn prepare(event: ReceivedEvent) -> Result<Incoming, TrackingError> {
-        let notification = events::parse(&event.raw).map_err(TrackingError::InvalidEvent)?;
-        let dedupe_key = events::dedupe_key(&event.raw).map_err(TrackingError::InvalidEvent)?;
+        let (notification, dedupe_key) =
+            events::parse_keyed(&event.raw).map_err(TrackingError::InvalidEvent)?;
         Ok(Incoming {
             dedupe_key,
             received_at: event.received_at,
@@ -72,10 +72,14 @@ impl Incoming {
 }
 
 /// Parses a stored body back into the fact it contributes (`None` for types never applied).
-pub(crate) fn fact_of(raw: &[u8], received_at: i64) -> Result<Option<Fact>, TrackingError> {
+fn fact_of(raw: &[u8], received_at: i64) -> Result<Option<Fact>, TrackingError> {
     let notification = events::parse(raw)
         .map_err(|e| TrackingError::Corrupt(format!("stored event body: {e}")))?;
-    Ok(match notification {
+    Ok(fact_from(notification, received_at))
+}
+
+fn fact_from(notification: Notification, received_at: i64) -> Option<Fact> {
+    match notification {
         Notification::NewFileUpload(f) => Some(Fact {
             kind: FactKind::Uploaded(f),
             received_at,
@@ -85,7 +89,7 @@ pub(crate) fn fact_of(raw: &[u8], received_at: i64) -> Result<Option<Fact>, Trac
             received_at,
         }),
         _ => None,
-    })
+    }
 }
 
 /// Stores and applies `batch` through `tx`; the caller commits.
@@ -211,19 +215,28 @@ pub(crate) async fn apply<T: BatchTx>(
     if !links.is_empty() {
         tx.link_waiting(&links).await?;
     }
-    rederive(tx, changed).await?;
+    // The bodies of this batch are parsed already; only older ones are parsed again.
+    let parsed: HashMap<&str, &Notification> = batch
+        .iter()
+        .map(|e| (e.dedupe_key.as_str(), &e.notification))
+        .collect();
+    rederive(tx, changed, &parsed).await?;
     Ok(receipts)
 }
 
 /// Moves uploads still ISSUED past their `expires_at` to EXPIRED, with an `Expired` change.
-pub(crate) async fn expire<T: BatchTx>(tx: &mut T, now: i64) -> Result<u64, TrackingError> {
-    let ids = tx.mark_expired(now).await?;
+pub(crate) async fn expire<T: BatchTx>(
+    tx: &mut T,
+    now: i64,
+    limit: u32,
+) -> Result<u64, TrackingError> {
+    let ids = tx.mark_expired(now, limit).await?;
     let count = ids.len() as u64;
     let changed = ids
         .into_iter()
         .map(|id| (id, ("Expired".to_owned(), now)))
         .collect();
-    rederive(tx, changed).await?;
+    rederive(tx, changed, &HashMap::new()).await?;
     Ok(count)
 }
 
@@ -232,15 +245,20 @@ pub(crate) async fn expire<T: BatchTx>(tx: &mut T, now: i64) -> Result<u64, Trac
 async fn rederive<T: BatchTx>(
     tx: &mut T,
     mut changed: BTreeMap<String, (String, i64)>,
+    parsed: &HashMap<&str, &Notification>,
 ) -> Result<(), TrackingError> {
     if changed.is_empty() {
         return Ok(());
     }
     let ids: Vec<String> = changed.keys().cloned().collect();
     let mut facts: HashMap<String, Vec<Fact>> = HashMap::new();
-    for (upload_id, raw, received_at) in tx.applied_events(&ids).await? {
-        if let Some(fact) = fact_of(&raw, received_at)? {
-            facts.entry(upload_id).or_default().push(fact);
+    for event in tx.applied_events(&ids).await? {
+        let fact = match parsed.get(event.dedupe_key.as_str()) {
+            Some(notification) => fact_from((*notification).clone(), event.received_at),
+            None => fact_of(&event.raw, event.received_at)?,
+        };
+        if let Some(fact) = fact {
+            facts.entry(event.upload_id).or_default().push(fact);
         }
     }
     let mut saved: Vec<(Upload, String, i64)> = Vec::with_capacity(ids.len());

@@ -76,7 +76,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// has pruned it (a cursor below it is expired).
     fn feed_bounds(&self) -> impl Future<Output = Result<(i64, i64), TrackingError>> + Send;
 
-    /// Moves uploads still ISSUED whose `expires_at` is before `now` to EXPIRED.
+    /// Moves at most [`EXPIRE_PER_CALL`] uploads still ISSUED whose `expires_at` is before
+    /// `now` to EXPIRED; returns how many.
     fn expire_due(&self, now: i64) -> impl Future<Output = Result<u64, TrackingError>> + Send;
 
     /// Removes event bodies, uploads and changes last touched before `cutoff`.
@@ -126,17 +127,18 @@ pub(crate) trait BatchTx: Send {
         upload_ids: &[String],
     ) -> impl Future<Output = Result<Vec<(NewUpload, Option<i64>)>, TrackingError>> + Send;
 
-    /// `(upload_id, raw, received_at)` of every event applied to these uploads.
+    /// Every event applied to these uploads.
     fn applied_events(
         &mut self,
         upload_ids: &[String],
-    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>, i64)>, TrackingError>> + Send;
+    ) -> impl Future<Output = Result<Vec<AppliedEvent>, TrackingError>> + Send;
 
-    /// Marks uploads still ISSUED whose `expires_at` is before `now` as expired at `now`;
-    /// returns their ids.
+    /// Marks at most `limit` uploads still ISSUED whose `expires_at` is before `now` as
+    /// expired at `now`; returns their ids.
     fn mark_expired(
         &mut self,
         now: i64,
+        limit: u32,
     ) -> impl Future<Output = Result<Vec<String>, TrackingError>> + Send;
 
     /// Saves the derived uploads and appends one change for each, in this order.
@@ -152,6 +154,19 @@ pub(crate) struct FileLink {
     pub task_id: Option<String>,
     pub upload_id: String,
 }
+
+/// A stored event of an upload, as its state is derived from it.
+#[derive(Debug, Clone)]
+pub(crate) struct AppliedEvent {
+    pub upload_id: String,
+    pub dedupe_key: String,
+    pub raw: Vec<u8>,
+    pub received_at: i64,
+}
+
+/// Uploads one `expire_due` call moves to EXPIRED at most; the sweeper calls again until
+/// fewer come back, so one transaction stays small.
+pub(crate) const EXPIRE_PER_CALL: u32 = 1000;
 
 /// An event as it is inserted.
 #[derive(Debug, Clone)]

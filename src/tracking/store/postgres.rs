@@ -23,7 +23,8 @@ use tokio::sync::watch;
 
 use super::batch::{self, Incoming};
 use super::{
-    BatchTx, EventRow, FileLink, PruneReport, Store, StoredChange, decode_upload, encode_upload,
+    AppliedEvent, BatchTx, EXPIRE_PER_CALL, EventRow, FileLink, PruneReport, Store, StoredChange,
+    decode_upload, encode_upload,
 };
 use crate::config::PostgresUrl;
 use crate::tracking::cursor::PageKey;
@@ -311,7 +312,7 @@ impl Store for PostgresStore {
 
     async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
         let mut tx = self.writer().await?;
-        let count = batch::expire(&mut tx, now).await?;
+        let count = batch::expire(&mut tx, now, EXPIRE_PER_CALL).await?;
         tx.commit().await?;
         Ok(count)
     }
@@ -480,30 +481,37 @@ impl BatchTx for PgTx {
     async fn applied_events(
         &mut self,
         upload_ids: &[String],
-    ) -> Result<Vec<(String, Vec<u8>, i64)>, TrackingError> {
-        let rows =
-            sqlx::query("SELECT upload_id, raw, received_at FROM events WHERE upload_id = ANY($1)")
-                .bind(upload_ids)
-                .fetch_all(&mut *self.tx)
-                .await?;
+    ) -> Result<Vec<AppliedEvent>, TrackingError> {
+        let rows = sqlx::query(
+            "SELECT upload_id, dedupe_key, raw, received_at FROM events
+             WHERE upload_id = ANY($1)",
+        )
+        .bind(upload_ids)
+        .fetch_all(&mut *self.tx)
+        .await?;
         rows.iter()
             .map(|row| {
-                Ok((
-                    row.try_get("upload_id")?,
-                    row.try_get("raw")?,
-                    row.try_get("received_at")?,
-                ))
+                Ok(AppliedEvent {
+                    upload_id: row.try_get("upload_id")?,
+                    dedupe_key: row.try_get("dedupe_key")?,
+                    raw: row.try_get("raw")?,
+                    received_at: row.try_get("received_at")?,
+                })
             })
             .collect()
     }
 
-    async fn mark_expired(&mut self, now: i64) -> Result<Vec<String>, TrackingError> {
+    async fn mark_expired(&mut self, now: i64, limit: u32) -> Result<Vec<String>, TrackingError> {
         Ok(sqlx::query_scalar(
             "UPDATE uploads SET expired_at = $1
-             WHERE state = 'issued' AND expires_at < $1 AND expired_at IS NULL
+             WHERE upload_id IN (SELECT upload_id FROM uploads
+                                 WHERE state = 'issued' AND expires_at < $1
+                                   AND expired_at IS NULL
+                                 LIMIT $2)
              RETURNING upload_id",
         )
         .bind(now)
+        .bind(i64::from(limit))
         .fetch_all(&mut *self.tx)
         .await?)
     }

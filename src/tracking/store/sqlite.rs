@@ -9,11 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use super::batch::{self, Incoming};
 use super::{
-    BatchTx, EventRow, FileLink, PruneReport, Store, StoredChange, decode_upload, encode_upload,
+    AppliedEvent, BatchTx, EXPIRE_PER_CALL, EventRow, FileLink, PruneReport, Store, StoredChange,
+    decode_upload, encode_upload,
 };
 use crate::tracking::cursor::PageKey;
 use crate::tracking::model::{NewUpload, Receipt, Upload};
@@ -246,7 +247,7 @@ impl Store for SqliteStore {
 
     async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
         let mut tx = SqliteTx(self.writer.begin().await?);
-        let count = batch::expire(&mut tx, now).await?;
+        let count = batch::expire(&mut tx, now, EXPIRE_PER_CALL).await?;
         tx.0.commit().await?;
         Ok(count)
     }
@@ -314,16 +315,20 @@ impl Store for SqliteStore {
     }
 }
 
+/// Statements of a batch, each over the whole batch: a batch costs a fixed number of
+/// statements (each a hop to sqlx's SQLite thread) rather than several per event.
 impl BatchTx for SqliteTx {
     async fn tracked(&mut self, upload_ids: &[String]) -> Result<Vec<String>, TrackingError> {
         let mut found = Vec::new();
-        for id in upload_ids {
-            let hit: Option<String> =
-                sqlx::query_scalar("SELECT upload_id FROM uploads WHERE upload_id = ?")
-                    .bind(id)
-                    .fetch_optional(&mut *self.0)
-                    .await?;
-            found.extend(hit);
+        for ids in upload_ids.chunks(MAX_LIST) {
+            let mut query = QueryBuilder::new("SELECT upload_id FROM uploads WHERE upload_id IN ");
+            push_list(&mut query, ids);
+            found.extend(
+                query
+                    .build_query_scalar::<String>()
+                    .fetch_all(&mut *self.0)
+                    .await?,
+            );
         }
         Ok(found)
     }
@@ -335,16 +340,13 @@ impl BatchTx for SqliteTx {
     ) -> Result<Vec<FileLink>, TrackingError> {
         let mut links = Vec::new();
         for (column, values) in [("file_id", file_ids), ("task_id", task_ids)] {
-            let sql = format!(
-                "SELECT file_id, task_id, upload_id FROM events
-                 WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL AND {column} = ?"
-            );
-            for value in values {
-                let rows = sqlx::query(&sql)
-                    .bind(value)
-                    .fetch_all(&mut *self.0)
-                    .await?;
-                for row in rows {
+            for values in values.chunks(MAX_LIST) {
+                let mut query = QueryBuilder::new(format!(
+                    "SELECT file_id, task_id, upload_id FROM events
+                     WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL AND {column} IN "
+                ));
+                push_list(&mut query, values);
+                for row in query.build().fetch_all(&mut *self.0).await? {
                     links.push(FileLink {
                         file_id: row.try_get("file_id")?,
                         task_id: row.try_get("task_id")?,
@@ -357,47 +359,54 @@ impl BatchTx for SqliteTx {
     }
 
     async fn insert_events(&mut self, rows: &[EventRow<'_>]) -> Result<Vec<String>, TrackingError> {
-        let mut inserted = Vec::new();
-        for row in rows {
-            let done = sqlx::query(
+        let mut inserted = Vec::with_capacity(rows.len());
+        for rows in rows.chunks(MAX_LIST / 8) {
+            let mut query = QueryBuilder::new(
                 "INSERT INTO events (dedupe_key, received_at, delivery, event_type, raw,
-                    upload_id, file_id, task_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
-            )
-            .bind(row.dedupe_key)
-            .bind(row.received_at)
-            .bind(row.delivery)
-            .bind(row.event_type)
-            .bind(row.raw)
-            .bind(row.upload_id)
-            .bind(row.file_id)
-            .bind(row.task_id)
-            .execute(&mut *self.0)
-            .await?;
-            if done.rows_affected() == 1 {
-                inserted.push(row.dedupe_key.to_owned());
-            }
+                    upload_id, file_id, task_id) ",
+            );
+            query.push_values(rows, |mut row, event| {
+                row.push_bind(event.dedupe_key)
+                    .push_bind(event.received_at)
+                    .push_bind(event.delivery)
+                    .push_bind(event.event_type)
+                    .push_bind(event.raw)
+                    .push_bind(event.upload_id)
+                    .push_bind(event.file_id)
+                    .push_bind(event.task_id);
+            });
+            query.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key");
+            inserted.extend(
+                query
+                    .build_query_scalar::<String>()
+                    .fetch_all(&mut *self.0)
+                    .await?,
+            );
         }
         Ok(inserted)
     }
 
     async fn link_waiting(&mut self, links: &[FileLink]) -> Result<Vec<String>, TrackingError> {
         let mut touched = Vec::new();
-        for link in links {
-            let done = sqlx::query(
-                "UPDATE events SET upload_id = ?
-                 WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'
-                   AND (file_id = ? OR (? IS NOT NULL AND task_id = ?))",
-            )
-            .bind(&link.upload_id)
-            .bind(&link.file_id)
-            .bind(&link.task_id)
-            .bind(&link.task_id)
-            .execute(&mut *self.0)
-            .await?;
-            if done.rows_affected() > 0 {
-                touched.push(link.upload_id.clone());
-            }
+        for links in links.chunks(MAX_LIST / 3) {
+            let mut query = QueryBuilder::new("WITH l (upload_id, file_id, task_id) AS (");
+            query.push_values(links, |mut row, link| {
+                row.push_bind(&link.upload_id)
+                    .push_bind(&link.file_id)
+                    .push_bind(&link.task_id);
+            });
+            query.push(
+                ") UPDATE events SET upload_id = l.upload_id FROM l
+                 WHERE events.upload_id IS NULL AND events.event_type = 'ProcedureStateChanged'
+                   AND (events.file_id = l.file_id OR events.task_id = l.task_id)
+                 RETURNING events.upload_id",
+            );
+            touched.extend(
+                query
+                    .build_query_scalar::<String>()
+                    .fetch_all(&mut *self.0)
+                    .await?,
+            );
         }
         Ok(touched)
     }
@@ -407,16 +416,14 @@ impl BatchTx for SqliteTx {
         upload_ids: &[String],
     ) -> Result<Vec<(NewUpload, Option<i64>)>, TrackingError> {
         let mut found = Vec::with_capacity(upload_ids.len());
-        for id in upload_ids {
-            let row = sqlx::query(
+        for ids in upload_ids.chunks(MAX_LIST) {
+            let mut query = QueryBuilder::new(
                 "SELECT upload_id, caller, user_id, issued_at, expires_at, procedure,
                     source_context, session_context, one_time, expired_at
-                 FROM uploads WHERE upload_id = ?",
-            )
-            .bind(id)
-            .fetch_optional(&mut *self.0)
-            .await?;
-            if let Some(row) = row {
+                 FROM uploads WHERE upload_id IN ",
+            );
+            push_list(&mut query, ids);
+            for row in query.build().fetch_all(&mut *self.0).await? {
                 found.push(issued_row(&row)?);
             }
         }
@@ -426,59 +433,89 @@ impl BatchTx for SqliteTx {
     async fn applied_events(
         &mut self,
         upload_ids: &[String],
-    ) -> Result<Vec<(String, Vec<u8>, i64)>, TrackingError> {
+    ) -> Result<Vec<AppliedEvent>, TrackingError> {
         let mut found = Vec::new();
-        for id in upload_ids {
-            let rows = sqlx::query("SELECT raw, received_at FROM events WHERE upload_id = ?")
-                .bind(id)
-                .fetch_all(&mut *self.0)
-                .await?;
-            for row in rows {
-                found.push((id.clone(), row.try_get("raw")?, row.try_get("received_at")?));
+        for ids in upload_ids.chunks(MAX_LIST) {
+            let mut query = QueryBuilder::new(
+                "SELECT upload_id, dedupe_key, raw, received_at FROM events WHERE upload_id IN ",
+            );
+            push_list(&mut query, ids);
+            for row in query.build().fetch_all(&mut *self.0).await? {
+                found.push(AppliedEvent {
+                    upload_id: row.try_get("upload_id")?,
+                    dedupe_key: row.try_get("dedupe_key")?,
+                    raw: row.try_get("raw")?,
+                    received_at: row.try_get("received_at")?,
+                });
             }
         }
         Ok(found)
     }
 
-    async fn mark_expired(&mut self, now: i64) -> Result<Vec<String>, TrackingError> {
+    async fn mark_expired(&mut self, now: i64, limit: u32) -> Result<Vec<String>, TrackingError> {
         Ok(sqlx::query_scalar(
             "UPDATE uploads SET expired_at = ?
-             WHERE state = 'issued' AND expires_at < ? AND expired_at IS NULL
+             WHERE upload_id IN (SELECT upload_id FROM uploads
+                                 WHERE state = 'issued' AND expires_at < ? AND expired_at IS NULL
+                                 LIMIT ?)
              RETURNING upload_id",
         )
         .bind(now)
         .bind(now)
+        .bind(i64::from(limit))
         .fetch_all(&mut *self.0)
         .await?)
     }
 
     async fn save(&mut self, changes: &[(Upload, String, i64)]) -> Result<(), TrackingError> {
-        for (upload, event_type, received_at) in changes {
-            let snapshot = encode_upload(upload);
-            sqlx::query(
-                "UPDATE uploads SET state = ?, updated_at = ?, snapshot = ? WHERE upload_id = ?",
-            )
-            .bind(upload.state.as_str())
-            .bind(upload.updated_at)
-            .bind(&snapshot)
-            .bind(upload.upload_id.as_str())
-            .execute(&mut *self.0)
-            .await?;
-            sqlx::query(
-                "INSERT INTO changes (upload_id, caller, user_id, event_type, received_at, snapshot)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(upload.upload_id.as_str())
-            .bind(&upload.caller)
-            .bind(&upload.user_id)
-            .bind(event_type)
-            .bind(received_at)
-            .bind(&snapshot)
-            .execute(&mut *self.0)
-            .await?;
+        let snapshots: Vec<String> = changes.iter().map(|c| encode_upload(&c.0)).collect();
+        let rows: Vec<(&(Upload, String, i64), &String)> = changes.iter().zip(&snapshots).collect();
+        for rows in rows.chunks(MAX_LIST / 6) {
+            let mut update =
+                QueryBuilder::new("WITH s (upload_id, state, updated_at, snapshot) AS (");
+            update.push_values(rows, |mut row, ((upload, _, _), snapshot)| {
+                row.push_bind(upload.upload_id.as_str())
+                    .push_bind(upload.state.as_str())
+                    .push_bind(upload.updated_at)
+                    .push_bind(snapshot.as_str());
+            });
+            update.push(
+                ") UPDATE uploads SET state = s.state, updated_at = s.updated_at,
+                    snapshot = s.snapshot
+                 FROM s WHERE uploads.upload_id = s.upload_id",
+            );
+            update.build().execute(&mut *self.0).await?;
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO changes (upload_id, caller, user_id, event_type, received_at, snapshot) ",
+            );
+            insert.push_values(
+                rows,
+                |mut row, ((upload, event_type, received_at), snapshot)| {
+                    row.push_bind(upload.upload_id.as_str())
+                        .push_bind(upload.caller.as_str())
+                        .push_bind(upload.user_id.as_str())
+                        .push_bind(event_type.as_str())
+                        .push_bind(*received_at)
+                        .push_bind(snapshot.as_str());
+                },
+            );
+            insert.build().execute(&mut *self.0).await?;
         }
         Ok(())
     }
+}
+
+/// Bound parameters per statement, well under SQLite's limit (32766).
+const MAX_LIST: usize = 8190;
+
+/// `(?, ?, ...)` with one parameter per value.
+fn push_list<'a>(query: &mut QueryBuilder<'a, Sqlite>, values: &'a [String]) {
+    query.push("(");
+    let mut list = query.separated(", ");
+    for value in values {
+        list.push_bind(value.as_str());
+    }
+    query.push(")");
 }
 
 fn issued_row(row: &sqlx::sqlite::SqliteRow) -> Result<(NewUpload, Option<i64>), TrackingError> {
