@@ -7,6 +7,7 @@
 //! - [`quota`] and [`metrics`]: per-user issuance quotas and the Prometheus endpoint.
 //! - [`events`]: VOD event notification bodies and their `SignKey` authentication (pure).
 //! - [`tracking`]: upload records, their states, the stores and the change feed.
+//! - [`receiver`]: the HTTP endpoint VOD posts its event notifications to.
 
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proto;
 pub mod quota;
+pub mod receiver;
 pub mod server;
 pub mod service;
 pub mod signature;

@@ -15,6 +15,7 @@
 //! | `vod_signer_log_write_failures_total` | |
 //! | `vod_signer_log_lines_dropped_total` | |
 //! | `vod_signer_connections_closed_total` | `reason` (`max_connections`, `handshake_timeout`) |
+//! | `vod_signer_events_received_total` | `event_type` (`NewFileUpload`, `ProcedureStateChanged`, `legacy`, `other`, `none`), `outcome` |
 //!
 //! The hot path touches atomics only: label sets are fixed enums resolved once into counter
 //! handles (gRPC method × code, verification outcome), and per-caller counters are cached
@@ -79,6 +80,12 @@ struct ReloadLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandshakeLabels {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event_type: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -165,6 +172,7 @@ pub struct Metrics {
     shed: [Counter; Shed::ALL.len()],
     refused_connections: Counter,
     silent_connections: Counter,
+    events: Family<EventLabels, Counter>,
 }
 
 impl Metrics {
@@ -278,6 +286,13 @@ impl Metrics {
         let silent_connections = closed.get_or_create_owned(&HandshakeLabels {
             reason: "handshake_timeout",
         });
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events_received",
+            "VOD event notifications received over HTTP, by event type (a fixed set; unknown types \
+             count as `other`) and outcome",
+            events.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -295,6 +310,7 @@ impl Metrics {
             shed,
             refused_connections,
             silent_connections,
+            events,
         }
     }
 
@@ -360,6 +376,17 @@ impl Metrics {
     /// A call refused to protect the others; its status is counted by its [`CallRecorder`].
     pub fn call_shed(&self, reason: Shed) {
         self.shed[reason as usize].inc();
+    }
+
+    /// One event notification answered. `event_type` and `outcome` come from fixed sets in
+    /// the receiver, so a sender cannot grow the label set.
+    pub fn event_received(&self, event_type: &'static str, outcome: &'static str) {
+        self.events
+            .get_or_create(&EventLabels {
+                event_type,
+                outcome,
+            })
+            .inc();
     }
 
     pub fn config_reloaded(&self, ok: bool) {

@@ -27,8 +27,13 @@ use tonic_health::ServingStatus;
 use crate::config::{Config, DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES};
 use crate::metrics::Metrics;
 use crate::proto::v1::upload_signer_server::{SERVICE_NAME, UploadSignerServer};
+use crate::proto::v1::upload_tracker_server::{
+    SERVICE_NAME as TRACKER_SERVICE_NAME, UploadTrackerServer,
+};
 use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
-use crate::service::{Clock, IssueGate, RandomSlots, Shared, SignerService};
+use crate::receiver::Receiver;
+use crate::service::{Clock, IssueGate, RandomSlots, Shared, SignerService, TrackerService};
+use crate::tracking::{Tracker, TrackingError};
 
 /// Upper bound on any call, whatever `grpc-timeout` the client sent (or none): every RPC here
 /// is a few microseconds of work, so a call still running after this is stuck. The default of
@@ -59,6 +64,15 @@ pub enum ServerError {
     Quota(#[source] StoreError),
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(#[source] std::io::Error),
+    /// The upload store named by `[tracking] store` could not be opened.
+    #[error("upload store: {0}")]
+    Tracking(#[source] TrackingError),
+    #[error("cannot listen for VOD events on {addr}: {source}")]
+    EventsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then shuts down gracefully:
@@ -90,6 +104,8 @@ pub struct ServeOptions {
     pub reload_on_sighup: bool,
     /// The audit log output to follow instead of the one `logging::init` installed.
     pub audit_sink: Option<crate::logging::SinkHealth>,
+    /// Receive VOD events here instead of binding `[events] listen`.
+    pub events_listener: Option<TcpListener>,
 }
 
 /// Aborts a spawned helper task (metrics endpoint, reloads) when the server returns.
@@ -138,12 +154,34 @@ pub async fn serve_with(
     };
     let random_uniqueness = random_slots.guarantee();
 
+    let tracker = match &config.tracking {
+        Some(settings) => Some(
+            Tracker::open(settings)
+                .await
+                .map_err(ServerError::Tracking)?,
+        ),
+        None => None,
+    };
+
     // Shared behind an ArcSwap so a reload can replace keys and callers in one step.
     let shared = Arc::new(ArcSwap::from_pointee(Shared::from_config(&config)));
-    let signer = SignerService::new(shared.clone(), options.clock, options.issue_gate)
+    let clock = options.clock;
+    let mut signer = SignerService::new(shared.clone(), clock.clone(), options.issue_gate)
         .with_operations(quotas, metrics.clone())
         .with_random_slots(random_slots)
         .with_audit_sink(audit_sink.clone());
+    if let Some(tracker) = &tracker {
+        signer = signer.with_tracker(tracker.clone());
+    }
+    // Set when shutdown starts: the receiver stops accepting, and open watches end so their
+    // clients resume on another replica instead of holding the drain.
+    let (draining, draining_rx) = tokio::sync::watch::channel(false);
+    let upload_tracker = UploadTrackerServer::new(TrackerService::new(
+        shared.clone(),
+        tracker.clone(),
+        draining_rx.clone(),
+    ))
+    .max_decoding_message_size(config.transport.max_request_bytes);
     let tls = config
         .tls
         .as_ref()
@@ -171,6 +209,53 @@ pub async fn serve_with(
         })));
     }
 
+    let events_addr = match (&tracker, &config.events) {
+        (Some(tracker), Some(events)) => {
+            let listener = match (options.events_listener, events.listen) {
+                (Some(listener), _) => Some(listener),
+                (None, Some(addr)) => Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| ServerError::EventsListen { addr, source })?,
+                ),
+                (None, None) => None,
+            };
+            match (listener, &events.path_token) {
+                (Some(listener), Some(path_token)) => {
+                    if events.sign_key.is_none() {
+                        tracing::warn!(
+                            "[events] has no sign_key: callbacks are authenticated by the path \
+                             token alone; set ModifyEventConfig's SignKey and sign_key_env"
+                        );
+                    }
+                    let addr = listener.local_addr().ok();
+                    let receiver = Arc::new(Receiver::new(
+                        tracker.clone(),
+                        path_token.clone(),
+                        events.sign_key.clone(),
+                        metrics.clone(),
+                        clock.clone(),
+                    ));
+                    let mut stopped = draining_rx.clone();
+                    // Stops accepting with the gRPC server; requests in flight finish.
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    helpers.push(AbortOnDrop(tokio::spawn(async move {
+                        if let Err(error) =
+                            crate::receiver::serve_events(listener, receiver, shutdown).await
+                        {
+                            tracing::error!(%error, "event receiver stopped");
+                        }
+                    })));
+                    addr
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+
     let reload_requests = match options.reload {
         Some(requests) => requests,
         None => {
@@ -196,6 +281,11 @@ pub async fn serve_with(
         .await;
     let audit_health = audit_sink
         .map(|sink| AbortOnDrop(tokio::spawn(audit_health::follow(sink, health.clone()))));
+    if tracker.is_some() {
+        health
+            .set_service_status(TRACKER_SERVICE_NAME, ServingStatus::Serving)
+            .await;
+    }
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -212,6 +302,7 @@ pub async fn serve_with(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(upload_signer)
+        .add_service(upload_tracker)
         .prepare();
     // Calls are admitted (authenticated, bounded, shed when they queued too long, given
     // their deadline) where HTTP/2 hands them over; see `admission`.
@@ -234,11 +325,12 @@ pub async fn serve_with(
         // Draining wins over a recovered audit log: no SERVING after this.
         drop(audit_health);
         tracing::info!("shutting down: health NOT_SERVING, no new connections, draining calls");
-        for service in ["", SERVICE_NAME] {
+        for service in ["", SERVICE_NAME, TRACKER_SERVICE_NAME] {
             health
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
+        let _ = draining.send(true);
         let _ = drain_started.send(());
     };
 
@@ -254,6 +346,11 @@ pub async fn serve_with(
         quota_store = %quota_endpoint,
         on_store_error = config.quota.on_store_error.as_str(),
         random = %random_uniqueness,
+        tracking = config.tracking.as_ref().map_or("off", |t| match t.store {
+            crate::config::StoreLocation::Sqlite(_) => "sqlite",
+            crate::config::StoreLocation::Postgres(_) => "postgres",
+        }),
+        events = %events_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         "vod-signer serving"
     );
     for warning in &config.warnings {

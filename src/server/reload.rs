@@ -160,5 +160,12 @@ fn fixed_fields_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.instance_id != new.instance_id {
         changed.push("instance_id");
     }
+    // The store is opened and the receiver bound once, at start-up.
+    if old.tracking != new.tracking {
+        changed.push("tracking");
+    }
+    if old.events.as_ref().map(|e| e.listen) != new.events.as_ref().map(|e| e.listen) {
+        changed.push("events.listen");
+    }
     changed
 }

@@ -8,6 +8,9 @@
 mod convert;
 mod error;
 mod random_slots;
+mod tracked;
+mod tracker;
+mod upload_convert;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,6 +24,7 @@ use tonic::{Request, Response, Status};
 pub use convert::MAX_USER_ID_CHARS;
 pub use error::{ERROR_DOMAIN, ServiceError, Violation};
 pub use random_slots::{LEASE_SIZE, LeaseError, RandomSlots};
+pub use tracker::TrackerService;
 
 use crate::config::Config;
 use crate::logging::{RateLimit, SinkHealth};
@@ -30,6 +34,7 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::upload_signer_server::UploadSigner;
 use crate::quota::{Admission, MemoryStore, OnStoreError, QuotaStore, Quotas};
 use crate::signature::{IssuedSignature, KeyRing, SignRequest, VerifyOptions};
+use crate::tracking::Tracker;
 
 /// Most signatures one `IssueSignatureBatch` call may ask for.
 pub const MAX_BATCH: u32 = 100;
@@ -147,6 +152,8 @@ pub struct SignerService {
     /// a log line per call: at most one per interval for each kind.
     unauthenticated_log: RateLimit,
     denied_log: RateLimit,
+    /// Where tracked callers' upload records go; `None` without `[tracking]`.
+    tracker: Option<Tracker>,
 }
 
 /// At most one line per this interval for failed authentications, and one for denials.
@@ -174,6 +181,7 @@ impl SignerService {
             audit_sink: None,
             unauthenticated_log: RateLimit::new(REFUSAL_LOG_INTERVAL),
             denied_log: RateLimit::new(REFUSAL_LOG_INTERVAL),
+            tracker: None,
         }
     }
 
@@ -228,6 +236,12 @@ impl SignerService {
         }
     }
 
+    /// Records an upload for every signature issued to a caller with `track_uploads`.
+    pub fn with_tracker(mut self, tracker: Tracker) -> Self {
+        self.tracker = Some(tracker);
+        self
+    }
+
     /// Counts into `metrics` and checks per-user quotas with `quotas` (by default: metrics
     /// nobody reads and an in-process store).
     pub fn with_operations(mut self, quotas: Arc<Quotas>, metrics: Arc<Metrics>) -> Self {
@@ -266,8 +280,7 @@ impl SignerService {
         callers: &'a Callers,
         metadata: &MetadataMap,
     ) -> Result<&'a Arc<Caller>, ServiceError> {
-        let authorization = metadata.get("authorization").map(|v| v.as_bytes());
-        Ok(callers.authenticate(authorization)?)
+        authenticate(callers, metadata)
     }
 
     /// [`Self::check_issue`], with refusals logged.
@@ -329,27 +342,63 @@ impl SignerService {
         Ok((caller, input.user_id, sign_request))
     }
 
-    /// Signs `request` `count` times, each with a `random` of its own.
-    async fn mint(
+    /// `count` signatures for one request, each with a `random` of its own. For a caller with
+    /// `track_uploads`, each also gets its own upload record (its id in place of the contexts),
+    /// durably stored before any signature is returned: a signature whose record could not be
+    /// stored is never handed out.
+    async fn mint_all(
         &self,
         keys: &KeyRing,
+        caller: &Caller,
+        user_id: &str,
         request: &SignRequest,
-        now: i64,
         count: u32,
+        now: i64,
     ) -> Result<Vec<pb::IssueSignatureResponse>, ServiceError> {
+        let tracker = match (caller.policy().track_uploads, &self.tracker) {
+            (false, _) => None,
+            (true, Some(tracker)) => Some(tracker),
+            (true, None) => return Err(ServiceError::TrackingNotConfigured),
+        };
         let one_time = request.params().one_time_valid == Some(true);
         let slots = self.random_slots.take(count, one_time).await?;
         let key = keys.active();
-        slots
-            .into_iter()
-            .map(|slot| {
-                let issued: IssuedSignature = key
-                    .sign(request, now, key.random_for_slot(slot))
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
-                Ok(convert::issued_response(issued))
-            })
-            .collect()
+        let sign = |request: &SignRequest, slot| {
+            let issued: IssuedSignature = key
+                .sign(request, now, key.random_for_slot(slot))
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            Ok::<_, ServiceError>(convert::issued_response(issued))
+        };
+        let Some(tracker) = tracker else {
+            return slots.into_iter().map(|slot| sign(request, slot)).collect();
+        };
+        let mut responses = Vec::with_capacity(count as usize);
+        let mut uploads = Vec::with_capacity(count as usize);
+        for (signature, slot) in tracked::prepare(request, count)?.into_iter().zip(slots) {
+            let mut response = sign(&signature.request, slot)?;
+            response.upload_id = signature.upload_id.as_str().to_owned();
+            uploads.push(tracked::new_upload(
+                signature.upload_id,
+                caller.name(),
+                user_id,
+                request,
+                response.issued_at,
+                response.expires_at,
+            ));
+            responses.push(response);
+        }
+        tracker.record_issued(uploads).await?;
+        Ok(responses)
     }
+}
+
+/// The caller a call's `authorization: Bearer <token>` metadata names.
+fn authenticate<'a>(
+    callers: &'a Callers,
+    metadata: &MetadataMap,
+) -> Result<&'a Arc<Caller>, ServiceError> {
+    let authorization = metadata.get("authorization").map(|v| v.as_bytes());
+    Ok(callers.authenticate(authorization)?)
 }
 
 /// The audit record of one issuance. The signature itself is a bearer credential and never
@@ -428,10 +477,10 @@ impl UploadSigner for SignerService {
         let now = self.clock.now();
         self.admit(caller, &user_id, 1, now).await?;
         let response = self
-            .mint(&shared.keys, &sign_request, now, 1)
+            .mint_all(&shared.keys, caller, &user_id, &sign_request, 1, now)
             .await?
             .pop()
-            .ok_or_else(|| ServiceError::Internal("no signature was minted".to_owned()))?;
+            .ok_or_else(|| ServiceError::Internal("no signature was minted".into()))?;
         audit(caller, &user_id, &sign_request, &response);
         self.metrics.signatures_issued(caller.name(), 1);
         Ok(Response::new(response))
@@ -479,7 +528,14 @@ impl UploadSigner for SignerService {
         // A batch takes its whole count from the quota, or nothing.
         self.admit(caller, &user_id, message.count, now).await?;
         let signatures = self
-            .mint(&shared.keys, &sign_request, now, message.count)
+            .mint_all(
+                &shared.keys,
+                caller,
+                &user_id,
+                &sign_request,
+                message.count,
+                now,
+            )
             .await?;
         audit_batch(caller, &user_id, &sign_request, &signatures);
         self.metrics
