@@ -16,3 +16,4 @@ pub mod quota;
 pub mod server;
 pub mod service;
 pub mod signature;
+pub mod vod_api;

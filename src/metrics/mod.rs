@@ -12,6 +12,7 @@
 //! | `vod_signer_config_reloads_total` | `result` (`ok`, `failed`) |
 //! | `vod_signer_tls_handshake_failures_total` | `reason` (`error`, `timeout`) |
 //! | `vod_signer_calls_shed_total` | `reason` (`in_flight`, `queue_delay`) |
+//! | PULL consumer and reconciliation | see [`PullMetrics`] |
 //!
 //! The hot path touches atomics only: label sets are fixed enums resolved once into counter
 //! handles (gRPC method × code, verification outcome), and per-caller counters are cached
@@ -20,6 +21,7 @@
 mod grpc;
 mod histogram;
 mod http;
+mod pull;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +36,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub use grpc::{CallRecorder, MeteredBody};
 pub use http::{MetricsServerError, serve_metrics};
+pub use pull::PullMetrics;
 
 use crate::quota::OnStoreError;
 use crate::signature::VerifyFailure;
@@ -160,6 +163,7 @@ pub struct Metrics {
     handshake_errors: Counter,
     handshake_timeouts: Counter,
     shed: [Counter; Shed::ALL.len()],
+    pull: PullMetrics,
 }
 
 impl Metrics {
@@ -240,6 +244,8 @@ impl Metrics {
                 reason: reason.as_str(),
             })
         });
+        let pull = PullMetrics::default();
+        pull.register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -255,6 +261,7 @@ impl Metrics {
             handshake_errors,
             handshake_timeouts,
             shed,
+            pull,
         }
     }
 
@@ -317,6 +324,11 @@ impl Metrics {
         } else {
             self.reloads_failed.inc();
         }
+    }
+
+    /// The reliable (PULL) consumer's and reconciliation's metrics.
+    pub fn pull(&self) -> &PullMetrics {
+        &self.pull
     }
 
     fn request_counter(&self, method: usize, code: usize) -> &Counter {
