@@ -95,25 +95,7 @@ impl ApiClient {
             endpoint: endpoint.clone(),
             reason,
         };
-        let uri: Uri = settings.endpoint.parse().map_err(|_| bad("not a URL"))?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => {
-                return Err(bad(
-                    "must start with https:// (or http:// for a local stand-in)",
-                ));
-            }
-        };
-        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(bad(
-                "API 3.0 calls go to the root path: give scheme and host only",
-            ));
-        }
-        let host = uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| bad("has no host"))?;
+        let (uri, https, host) = parse_endpoint(&settings.endpoint).map_err(bad)?;
         let tls = tls_config(https).map_err(|detail| ApiClientError::RootCertificates {
             endpoint: endpoint.clone(),
             detail,
@@ -215,6 +197,30 @@ impl ApiClient {
             })??;
         unwrap_response(action, status, &bytes)
     }
+}
+
+/// Whether `endpoint` can be called: an `https://` (or, for a local stand-in, `http://`)
+/// origin without a path. Checked when the configuration is read, so a typo fails start-up.
+pub fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
+    parse_endpoint(endpoint).map(drop)
+}
+
+/// The URI, whether it is HTTPS, and the `Host` header (with the port when one is given).
+fn parse_endpoint(endpoint: &str) -> Result<(Uri, bool, String), &'static str> {
+    let uri: Uri = endpoint.parse().map_err(|_| "not a URL")?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err("must start with https:// (or http:// for a local stand-in)"),
+    };
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("API 3.0 calls go to the root path: give scheme and host only");
+    }
+    let host = match uri.authority() {
+        Some(authority) if !authority.host().is_empty() => authority.as_str().to_owned(),
+        _ => return Err("has no host"),
+    };
+    Ok((uri, https, host))
 }
 
 /// Turns an API 3.0 answer into the `Response` object or a typed error.

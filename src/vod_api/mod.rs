@@ -14,6 +14,7 @@ pub mod tc3;
 pub use actions::{EventHandle, HandleBatch, MAX_EVENTS_PER_CALL, PulledEvent, TaskDetail};
 pub use client::{
     ApiClient, ApiClientError, ApiSettings, DEFAULT_ENDPOINT, VOD_SERVICE, VOD_VERSION,
+    check_endpoint,
 };
 pub use error::{ApiError, ErrorClass};
 pub use tc3::ApiCredential;
