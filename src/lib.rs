@@ -5,9 +5,14 @@
 //! - [`server`]: the gRPC service, assembled from [`config`], [`policy`], [`service`] and the
 //!   generated [`proto`] code.
 //! - [`quota`] and [`metrics`]: per-user issuance quotas and the Prometheus endpoint.
+//! - [`events`]: VOD event notification bodies and their `SignKey` authentication (pure).
+//! - [`tracking`]: upload records, their states, the stores and the change feed.
+//! - [`vod_api`]: the VOD API 3.0 client (TC3-signed); [`pull`]: reliable-mode consumer and
+//!   reconciliation built on it.
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
@@ -16,4 +21,5 @@ pub mod quota;
 pub mod server;
 pub mod service;
 pub mod signature;
+pub mod tracking;
 pub mod vod_api;

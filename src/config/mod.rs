@@ -23,6 +23,7 @@
 mod dev;
 mod error;
 mod ops;
+mod tracking;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -37,6 +38,10 @@ pub use error::ConfigError;
 pub use ops::{
     DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, QuotaSettings, RedisUrl, TlsSettings,
     TransportSettings,
+};
+pub use tracking::{
+    DEFAULT_RECONCILE_AFTER_SECONDS, DEFAULT_RETENTION_DAYS, PostgresUrl, StoreLocation,
+    StoreLocationError, TrackingSettings,
 };
 
 use crate::cli::SecretKeySource;

@@ -2,5 +2,6 @@
 //! file, and test certificates.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod redis;
 pub mod server;

@@ -1,0 +1,26 @@
+//! Upload tracking: a record per issued signature, the VOD events applied to it, and the
+//! feed of changes that callers watch.
+//!
+//! - [`UploadId`]: the id that travels as the signature's `sourceContext`/`sessionContext`.
+//! - [`state`]: the pure derivation of an upload's state from the set of its events.
+//! - [`Tracker`]: the façade the receiver, the gRPC service and the pull loop call; it owns
+//!   a store ([`store`]: SQLite or PostgreSQL), group-commits received events, and runs the
+//!   expiry sweeper and retention in the background.
+
+mod cursor;
+mod error;
+mod model;
+pub mod state;
+mod store;
+mod tracker;
+mod upload_id;
+mod watch;
+
+pub use error::TrackingError;
+pub use model::{
+    Delivery, Failure, FileState, NewUpload, PendingProcedure, Receipt, ReceivedEvent, Upload,
+    UploadChange, UploadPage, UploadState, UploadedFile, WatchStart,
+};
+pub use store::PruneReport;
+pub use tracker::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Tracker};
+pub use upload_id::{MAX_UPLOAD_ID_CHARS, UploadId, UploadIdError};

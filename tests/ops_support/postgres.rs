@@ -1,0 +1,195 @@
+//! A real PostgreSQL server for one test: `initdb` into a temp dir, `pg_ctl start` on a free
+//! loopback port, stopped and deleted on drop. It can be stopped and started again on the same
+//! port and data, to test an outage. As root (CI) the server runs as the `postgres` user via
+//! `runuser`, since PostgreSQL refuses to run as root. CI installs the server
+//! (`apt-get install -y postgresql`); without it the tests fail and say so.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+pub struct PostgresServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    running: bool,
+}
+
+impl PostgresServer {
+    pub fn start() -> PostgresServer {
+        let bin = server_bin();
+        let dir = tempfile::tempdir().expect("a temp dir for PostgreSQL");
+        let as_root = is_root();
+        if as_root {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()));
+        }
+        let mut server = PostgresServer {
+            bin,
+            dir,
+            port: 0,
+            running: false,
+        };
+        let data = server.data_dir();
+        let initdb = server.bin.join("initdb");
+        server.run_pg(
+            Command::new(initdb)
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
+                // The cluster is thrown away after the test; syncing it to disk is wasted time.
+                .arg("--no-sync"),
+        );
+        // Bind-and-release picks a free port; a rare clash is retried with another.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.try_start() {
+                return server;
+            }
+        }
+        panic!(
+            "PostgreSQL did not start on any of 5 ports; log:\n{}",
+            server.log()
+        );
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server at once (no checkpoint, connections cut): an outage.
+    pub fn stop(&mut self) {
+        if self.running {
+            let pg_ctl = self.bin.join("pg_ctl");
+            let data = self.data_dir();
+            self.run_pg_quiet(Command::new(pg_ctl).arg("-D").arg(&data).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]));
+            self.running = false;
+        }
+    }
+
+    /// Starts the stopped server again, on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.try_start(),
+            "PostgreSQL did not restart on port {}; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    fn try_start(&mut self) -> bool {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let data = self.data_dir();
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self.run_pg_quiet(
+            Command::new(pg_ctl)
+                .arg("-D")
+                .arg(&data)
+                .arg("-o")
+                .arg(options)
+                .arg("-l")
+                .arg(self.dir.path().join("server.log"))
+                .args(["-w", "-t", "30", "start"]),
+        );
+        self.running = out.status.success();
+        self.running
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn run_pg(&self, command: &mut Command) {
+        let out = self.run_pg_quiet(command);
+        assert!(
+            out.status.success(),
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn run_pg_quiet(&self, command: &mut Command) -> Output {
+        let mut command = if is_root() {
+            let mut wrapped = Command::new("runuser");
+            wrapped.args(["-u", "postgres", "--"]);
+            wrapped.arg(command.get_program());
+            wrapped.args(command.get_args());
+            wrapped
+        } else {
+            std::mem::replace(command, Command::new("true"))
+        };
+        command
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running a PostgreSQL tool")
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The newest installed server's `bin/` (Debian: `/usr/lib/postgresql/<major>/bin`).
+fn server_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((major, bin))
+        })
+        .collect();
+    versions.sort();
+    match versions.pop() {
+        Some((_, bin)) => bin,
+        None => panic!(
+            "PostgreSQL is not installed: these tests need a real server \
+             (Debian/Ubuntu: apt-get install -y postgresql)"
+        ),
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn run(command: &mut Command) {
+    let status = command.status().expect("running a setup command");
+    assert!(status.success(), "{command:?} failed");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
