@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proto;
+pub mod pull;
 pub mod quota;
 pub mod server;
 pub mod service;
