@@ -69,6 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         expires_at: 1_700_003_600,
         random: 7,
         fingerprint: "0123456789abcdef".into(),
+        upload_id: String::new(),
     };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

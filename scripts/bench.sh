@@ -385,3 +385,4 @@ cat <<EOF
 | RSS peak during open-loop overload, sampled (MiB) | $(mib "$(peak open "$signer_pid")") | $(mib "$(peak open "$echo_pid")") |
 | VmHWM at end (MiB) | $(mib "$signer_hwm") | $(mib "$echo_hwm") |
 EOF
+scripts/bench_events.sh

@@ -17,7 +17,7 @@ fi
 
 cargo build --quiet --bin vod-signer
 log=$(mktemp)
-target/debug/vod-signer serve --dev --listen 127.0.0.1:0 >"$log" 2>&1 &
+target/debug/vod-signer serve --dev --listen 127.0.0.1:0 --events-listen 127.0.0.1:0 >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 

@@ -9,6 +9,7 @@
 //! - [`tracking`]: upload records, their states, the stores and the change feed.
 //! - [`vod_api`]: the VOD API 3.0 client (TC3-signed); [`pull`]: reliable-mode consumer and
 //!   reconciliation built on it.
+//! - [`receiver`]: the HTTP endpoint VOD posts its event notifications to.
 
 pub mod cli;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod policy;
 pub mod proto;
 pub mod pull;
 pub mod quota;
+pub mod receiver;
 pub mod server;
 pub mod service;
 pub mod signature;

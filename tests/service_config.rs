@@ -272,7 +272,16 @@ token_env = "TEST_CALLER_TOKEN"
 
 #[test]
 fn serve_dev_prints_a_working_token_and_exits_0_on_sigint() {
-    let mut serve = ServeProcess::spawn(&["--dev", "--listen", "127.0.0.1:0"], &[]);
+    let mut serve = ServeProcess::spawn(
+        &[
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--events-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
     let token = serve.wait_for(|line| {
         line.trim()
             .strip_prefix("token:")

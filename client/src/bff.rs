@@ -225,6 +225,7 @@ mod tests {
             expires_at: 2,
             random: 3,
             fingerprint: "ff".into(),
+            upload_id: String::new(),
         })
     }
 

@@ -95,8 +95,10 @@ impl SignerClient {
         let deadline = self.deadline(request.deadline_override());
         let message = request.to_proto()?;
         let response = self
-            .call(message, deadline, |mut client, request| async move {
-                client.issue_signature(request).await
+            .call(message, deadline, |channel, request| async move {
+                UploadSignerClient::new(channel)
+                    .issue_signature(request)
+                    .await
             })
             .await?;
         Ok(IssuedSignature::from_proto(response))
@@ -115,8 +117,10 @@ impl SignerClient {
             count,
         };
         let response = self
-            .call(message, deadline, |mut client, request| async move {
-                client.issue_signature_batch(request).await
+            .call(message, deadline, |channel, request| async move {
+                UploadSignerClient::new(channel)
+                    .issue_signature_batch(request)
+                    .await
             })
             .await?;
         Ok(response
@@ -143,8 +147,10 @@ impl SignerClient {
             signature: signature.to_owned(),
         };
         let response = self
-            .call(message, deadline, |mut client, request| async move {
-                client.verify_signature(request).await
+            .call(message, deadline, |channel, request| async move {
+                UploadSignerClient::new(channel)
+                    .verify_signature(request)
+                    .await
             })
             .await;
         Ok(Verification::from_proto(response?))
@@ -162,17 +168,43 @@ impl SignerClient {
     /// Round robin: consecutive attempts, retries included, go to consecutive endpoints, so a
     /// retry after one endpoint failed lands on another. (tonic's `balance_list` picks by
     /// load among endpoints it considers ready, which gives no such guarantee.)
-    fn next_channel(&self) -> Channel {
+    pub(crate) fn next_channel(&self) -> Channel {
         let endpoints = &self.inner.endpoints;
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % endpoints.len();
         endpoints[i].1.clone()
     }
 
-    /// One unary call with authentication, deadline and retries.
-    async fn call<M, R, F, Fut>(&self, message: M, deadline: Duration, rpc: F) -> Result<R, Error>
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
+    pub(crate) fn default_deadline(&self) -> Duration {
+        self.inner.default_deadline
+    }
+
+    /// A request carrying the caller's token, or why there is none.
+    pub(crate) fn authorized<M>(&self, message: M) -> Result<Request<M>, Error> {
+        let token = self.inner.token.token().map_err(|e| Error::Credentials {
+            message: e.to_string(),
+        })?;
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("authorization", token.authorization_value());
+        Ok(request)
+    }
+
+    /// One unary call with authentication, deadline and retries; `rpc` makes the call on the
+    /// channel it is given (any service of the server).
+    pub(crate) async fn call<M, R, F, Fut>(
+        &self,
+        message: M,
+        deadline: Duration,
+        rpc: F,
+    ) -> Result<R, Error>
     where
         M: Clone,
-        F: Fn(UploadSignerClient<Channel>, Request<M>) -> Fut,
+        F: Fn(Channel, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let started = Instant::now();
@@ -184,18 +216,11 @@ impl SignerClient {
             if remaining.is_zero() {
                 return Err(deadline_exceeded(deadline, attempt - 1));
             }
-            let token = self.inner.token.token().map_err(|e| Error::Credentials {
-                message: e.to_string(),
-            })?;
-            let mut request = Request::new(message.clone());
+            let mut request = self.authorized(message.clone())?;
             // Sent as `grpc-timeout`, so the service stops working on a call nobody awaits.
             request.set_timeout(remaining);
-            request
-                .metadata_mut()
-                .insert("authorization", token.authorization_value());
-            drop(token);
 
-            let client = UploadSignerClient::new(self.next_channel());
+            let client = self.next_channel();
             // tonic's channel enforces `grpc-timeout` too, but reports expiry as CANCELLED and
             // does not count time queued in front of the connection; this bounds the attempt.
             let error = match tokio::time::timeout(remaining, rpc(client, request)).await {

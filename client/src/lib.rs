@@ -7,6 +7,9 @@
 //!   and retried with jittered exponential backoff on UNAVAILABLE, within the call's deadline.
 //! - [`IssueRequest`] in, [`IssuedSignature`] out; [`Verification`] for checks.
 //! - [`Error`]: one variant per kind of failure, each message starting with the kind.
+//! - [`SignerClient::get_upload`], [`SignerClient::list_uploads`] and
+//!   [`SignerClient::watch_uploads`] (a [`Stream`](futures_util::Stream) that reconnects and
+//!   resumes by itself): what became of the uploads of tracked signatures.
 //! - [`bff`]: the JSON bodies an app-facing backend sends to Tencent's upload SDKs.
 //!
 //! ```no_run
@@ -41,6 +44,8 @@ mod request;
 mod response;
 mod retry;
 mod token;
+mod tracker;
+mod uploads;
 
 /// The generated `vod.signer.v1` messages and raw tonic client, for what the typed API does not
 /// cover. Prefer [`SignerClient`]: it adds authentication, deadlines and retries.
@@ -59,3 +64,6 @@ pub use response::{
 };
 pub use retry::RetryPolicy;
 pub use token::{BearerToken, TokenError, TokenProvider};
+pub use uploads::{
+    Upload, UploadChange, UploadFailure, UploadPage, UploadState, UploadedFile, WatchFrom,
+};

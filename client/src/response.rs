@@ -54,6 +54,10 @@ pub struct IssuedSignature {
     pub random: u32,
     /// Loggable stand-in for the signature (same as [`Signature::fingerprint`]).
     pub fingerprint: String,
+    /// The upload record the service created for this signature, when the caller tracks its
+    /// uploads (`track_uploads`); ask about it with
+    /// [`SignerClient::get_upload`](crate::SignerClient::get_upload).
+    pub upload_id: Option<String>,
 }
 
 impl IssuedSignature {
@@ -68,6 +72,7 @@ impl IssuedSignature {
             expires_at: from_unix(r.expires_at),
             random: r.random,
             fingerprint: r.fingerprint,
+            upload_id: (!r.upload_id.is_empty()).then_some(r.upload_id),
         }
     }
 }
@@ -197,7 +202,7 @@ impl Verification {
     }
 }
 
-fn from_unix(secs: i64) -> SystemTime {
+pub(crate) fn from_unix(secs: i64) -> SystemTime {
     if secs >= 0 {
         UNIX_EPOCH + Duration::from_secs(secs as u64)
     } else {
@@ -225,6 +230,7 @@ mod tests {
             expires_at: 1_700_000_600,
             random: 42,
             fingerprint: "0123456789abcdef".into(),
+            upload_id: String::new(),
         }
     }
 

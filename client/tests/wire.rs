@@ -67,6 +67,7 @@ impl UploadSigner for Scripted {
             expires_at: 1_700_000_600,
             random: 1,
             fingerprint: "00ff".into(),
+            upload_id: String::new(),
         }))
     }
 

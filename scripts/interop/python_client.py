@@ -59,7 +59,18 @@ def main():
     verdict = stub.VerifySignature(pb.VerifySignatureRequest(signature=issued.signature),
                                    metadata=auth, timeout=5)
     check(verdict.valid and verdict.failure == pb.VERIFY_FAILURE_UNSPECIFIED, "own signature valid")
-    check(verdict.params == params, f"decoded params round-trip: {verdict.params}")
+    # The dev caller tracks its uploads: both contexts on the wire are the upload id, and the
+    # caller's own source_context is kept in the record.
+    check(len(issued.upload_id) > 0, "a tracked signature has an upload_id")
+    on_wire = pb.UploadParams()
+    on_wire.CopyFrom(params)
+    on_wire.source_context = issued.upload_id
+    on_wire.session_context = issued.upload_id
+    check(verdict.params == on_wire, f"decoded params round-trip: {verdict.params}")
+    tracker = rpc.UploadTrackerStub(channel)
+    upload = tracker.GetUpload(pb.GetUploadRequest(upload_id=issued.upload_id), metadata=auth, timeout=5)
+    check(upload.state == pb.UPLOAD_STATE_ISSUED and upload.source_context == params.source_context,
+          f"GetUpload: {upload}")
     check(verdict.random == issued.random and verdict.secret_id == issued.secret_id, "random, secret_id")
 
     bad = stub.VerifySignature(pb.VerifySignatureRequest(signature="bm90IGEgc2lnbmF0dXJl"),
@@ -92,9 +103,10 @@ def main():
     batch = stub.IssueSignatureBatch(pb.IssueSignatureBatchRequest(
         request=pb.IssueSignatureRequest(user_id="py-user"), count=100), metadata=auth, timeout=5)
     check(len({s.signature for s in batch.signatures}) == 100, "100 distinct signatures")
+    check(len({s.upload_id for s in batch.signatures}) == 100, "100 distinct upload ids")
 
     health = health_pb2_grpc.HealthStub(channel)
-    for service in ["", "vod.signer.v1.UploadSigner"]:
+    for service in ["", "vod.signer.v1.UploadSigner", "vod.signer.v1.UploadTracker"]:
         status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
         check(status == health_pb2.HealthCheckResponse.SERVING, f"health {service!r}")
 

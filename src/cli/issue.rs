@@ -206,6 +206,10 @@ pub fn run(args: IssueArgs) -> i32 {
         };
         match client.issue(args.request()).await {
             Ok(issued) => {
+                // On stderr, so stdout stays the signature (or the app's body) alone.
+                if let Some(upload_id) = &issued.upload_id {
+                    eprintln!("upload_id: {upload_id}");
+                }
                 if args.json {
                     println!("{}", AppReply::ok(&issued).to_json());
                 } else {

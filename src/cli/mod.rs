@@ -6,6 +6,7 @@ mod issue;
 mod secret_source;
 mod serve;
 mod sign;
+mod uploads;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ pub enum Command {
     /// Ask a running service to verify a signature; prints one JSON object (exit 0 valid,
     /// 1 invalid, 2 usage, 3 no verdict).
     Check(check::CheckArgs),
+    /// Ask a running service about tracked uploads: `get`, `list` or `watch` (JSON lines).
+    /// Exit 0 ok, 1 refused or not found, 2 usage, 3 no answer.
+    Uploads(uploads::UploadsArgs),
 }
 
 /// Exit codes shared by every subcommand.
@@ -63,6 +67,7 @@ pub fn main() -> i32 {
         Command::Serve(args) => serve::run(args),
         Command::Issue(args) => issue::run(args),
         Command::Check(args) => check::run(args),
+        Command::Uploads(args) => uploads::run(args),
     }
 }
 

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::{exit, fail_usage};
-use crate::config::{Config, DEV_CALLER, DEV_SECRET_ID, DEV_TOKEN};
+use crate::config::{
+    Config, DEV_CALLER, DEV_PATH_TOKEN, DEV_SECRET_ID, DEV_SIGN_KEY, DEV_TOKEN, StoreLocation,
+};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -25,6 +27,10 @@ pub struct ServeArgs {
     /// Listen on this address instead of the configuration's `listen` (port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Receive VOD's event notifications on this address instead of `[events] listen`
+    /// (needs an `[events]` section, which `--dev` has).
+    #[arg(long, value_name = "ADDR")]
+    pub events_listen: Option<SocketAddr>,
     /// Log line format; the filter comes from RUST_LOG (default "info").
     #[arg(
         long,
@@ -63,6 +69,24 @@ pub fn run(args: ServeArgs) -> i32 {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(addr) = args.events_listen {
+        match config.events.as_mut() {
+            Some(events) if events.path_token.is_some() => events.listen = Some(addr),
+            _ => {
+                return fail_usage(
+                    "--events-listen needs an [events] section with a path token in the configuration",
+                );
+            }
+        }
+    }
+    // The development store is a file of this process alone; it goes when the process does.
+    let dev_store = match (&config.tracking, config.development) {
+        (Some(tracking), true) => match &tracking.store {
+            StoreLocation::Sqlite(path) => Some(path.clone()),
+            StoreLocation::Postgres(_) => None,
+        },
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,19 +106,24 @@ pub fn run(args: ServeArgs) -> i32 {
             Err(e) => return fail_usage(format!("cannot listen on {}: {e}", config.listen)),
         };
         if config.development {
+            let events = config.events.as_ref().and_then(|e| e.listen);
             match listener.local_addr() {
-                Ok(addr) => print_development_banner(addr),
+                Ok(addr) => print_development_banner(addr, events, dev_store.as_deref()),
                 Err(e) => return fail_usage(format!("cannot read the listening address: {e}")),
             }
         }
-        match crate::server::serve(config, listener, shutdown.wait()).await {
+        let code = match crate::server::serve(config, listener, shutdown.wait()).await {
             Ok(()) => exit::OK,
             Err(e) => {
                 tracing::error!(error = %e, "server failed");
                 eprintln!("vod-signer: {e}");
                 SERVER_FAILED
             }
+        };
+        if let Some(path) = dev_store {
+            remove_sqlite_files(&path);
         }
+        code
     })
 }
 
@@ -147,20 +176,56 @@ impl ShutdownSignals {
     }
 }
 
-/// Everything a newcomer needs to make a first call. The token printed is the published
-/// development token; a configured token is never printed anywhere.
-fn print_development_banner(addr: SocketAddr) {
+/// The SQLite file and the journal files SQLite keeps beside it.
+fn remove_sqlite_files(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(name));
+    }
+}
+
+/// Everything a newcomer needs to make a first call and follow an upload through its events.
+/// The token, path token and SignKey printed are the published development values; configured
+/// secrets are never printed anywhere.
+fn print_development_banner(
+    addr: SocketAddr,
+    events: Option<SocketAddr>,
+    store: Option<&std::path::Path>,
+) {
     eprintln!(
         "\
 === vod-signer DEVELOPMENT MODE (--dev) ===
 Built-in key and caller, published in the source code: NOT secret, NOT for production.
   secretId: {DEV_SECRET_ID} (unknown to VOD: its signatures cannot upload)
-  caller:   {DEV_CALLER}
+  caller:   {DEV_CALLER} (tracks its uploads)
   token:    {DEV_TOKEN}
   address:  {addr}
 
 Try it (grpcurl reads the API from the server's reflection):
-  grpcurl -plaintext -H 'authorization: Bearer {DEV_TOKEN}' -d '{{\"user_id\": \"alice\", \"validity_seconds\": 600}}' {addr} vod.signer.v1.UploadSigner/IssueSignature
+  grpcurl -plaintext -H 'authorization: Bearer {DEV_TOKEN}' -d '{{\"user_id\": \"alice\", \"validity_seconds\": 600}}' {addr} vod.signer.v1.UploadSigner/IssueSignature"
+    );
+    let Some(events) = events else {
+        eprintln!("===========================================");
+        return;
+    };
+    let store = store.map_or_else(|| "-".to_owned(), |p| p.display().to_string());
+    eprintln!(
+        "
+Events (VOD's callbacks), with a published path token and SignKey:
+  receiver: http://{events}/vod/events/{DEV_PATH_TOKEN}
+  SignKey:  {DEV_SIGN_KEY}
+  store:    {store} (deleted at exit)
+
+The whole loop, as VOD would drive it:
+ 1. Issue a tracked signature as above and copy its \"uploadId\".
+ 2. Watch the caller's uploads (in another terminal):
+      VOD_SIGNER_TOKEN={DEV_TOKEN} vod-signer uploads --endpoint http://{addr} --token-env VOD_SIGNER_TOKEN watch
+ 3. Post the NewFileUpload event VOD sends when the app's upload completes:
+      UPLOAD_ID=<the uploadId>
+      T=$(( $(date +%s) + 600 )); SIGN=$(printf '%s%s' {DEV_SIGN_KEY} \"$T\" | md5sum | cut -d' ' -f1)
+      curl -sS -X POST http://{events}/vod/events/{DEV_PATH_TOKEN} -H 'content-type: application/json' -d '{{\"EventType\":\"NewFileUpload\",\"FileUploadEvent\":{{\"FileId\":\"5285890784246869930\",\"MediaBasicInfo\":{{\"Name\":\"clip\",\"Type\":\"mp4\",\"MediaUrl\":\"http://example.invalid/clip.mp4\",\"SourceInfo\":{{\"SourceType\":\"Upload\",\"SourceContext\":\"'\"$UPLOAD_ID\"'\"}}}}}},\"T\":'\"$T\"',\"Sign\":\"'\"$SIGN\"'\"}}'
+    The answer is {{\"code\":0}}; the watch prints the upload, now READY (no procedure).
 ==========================================="
     );
 }

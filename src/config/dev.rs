@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Config, DEFAULT_LISTEN};
+use super::{Config, DEFAULT_LISTEN, EventsSettings, PathToken, StoreLocation, TrackingSettings};
+use crate::events::SignKey;
 use crate::policy::{Caller, Callers, Policy, TokenHash};
 use crate::signature::{DEFAULT_CLOCK_SKEW_SECONDS, KeyRing, SecretId, SecretKey, SigningKey};
 
@@ -16,6 +17,18 @@ pub const DEV_SECRET_KEY: &str = "development-only-published-not-a-secret";
 pub const DEV_CALLER: &str = "dev";
 /// The development caller's bearer token: published, printed at start-up.
 pub const DEV_TOKEN: &str = "dev-token-published-not-a-secret";
+/// Where the development event receiver listens (loopback only).
+pub const DEV_EVENTS_LISTEN: &str = "127.0.0.1:8080";
+/// The development receiver's path token: published, printed at start-up.
+pub const DEV_PATH_TOKEN: &str = "dev-path-token-published-not-a-secret";
+/// The development SignKey: published, printed at start-up.
+pub const DEV_SIGN_KEY: &str = "devSignKeyPublishedNotSecret";
+
+/// The development store: a fresh SQLite file per process in the temporary directory, which
+/// `serve --dev` deletes when it stops.
+pub fn dev_store_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("vod-signer-dev-{}.sqlite", std::process::id()))
+}
 
 pub(super) fn config() -> Config {
     let key = SigningKey::new(
@@ -26,8 +39,25 @@ pub(super) fn config() -> Config {
     let caller = Caller::new(
         DEV_CALLER,
         TokenHash::of(DEV_TOKEN.as_bytes()),
-        Policy::default(),
+        Policy {
+            track_uploads: true,
+            can_track: true,
+            ..Policy::default()
+        },
     );
+    let events = EventsSettings {
+        listen: Some(
+            DEV_EVENTS_LISTEN
+                .parse::<SocketAddr>()
+                .expect("the development events address parses"),
+        ),
+        path_token: Some(
+            PathToken::new(DEV_PATH_TOKEN.to_owned()).expect("the development path token is valid"),
+        ),
+        sign_key: Some(
+            SignKey::new(DEV_SIGN_KEY.to_owned()).expect("the development SignKey is valid"),
+        ),
+    };
     Config {
         listen: DEFAULT_LISTEN
             .parse::<SocketAddr>()
@@ -42,5 +72,9 @@ pub(super) fn config() -> Config {
         quota: super::QuotaSettings::default(),
         transport: super::TransportSettings::default(),
         source: None,
+        tracking: Some(TrackingSettings::new(StoreLocation::Sqlite(
+            dev_store_path(),
+        ))),
+        events: Some(events),
     }
 }

@@ -22,8 +22,11 @@
 
 mod dev;
 mod error;
+mod events;
 mod ops;
+mod secret_value;
 mod tracking;
+mod tracking_toml;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -33,8 +36,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroize;
 
-pub use dev::{DEV_CALLER, DEV_SECRET_ID, DEV_SECRET_KEY, DEV_TOKEN};
+pub use dev::{
+    DEV_CALLER, DEV_EVENTS_LISTEN, DEV_PATH_TOKEN, DEV_SECRET_ID, DEV_SECRET_KEY, DEV_SIGN_KEY,
+    DEV_TOKEN, dev_store_path,
+};
 pub use error::ConfigError;
+pub use events::{EventsSettings, MAX_PATH_TOKEN_CHARS, MIN_PATH_TOKEN_CHARS, PathToken};
 pub use ops::{
     DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, QuotaSettings, RedisUrl, TlsSettings,
     TransportSettings,
@@ -43,6 +50,7 @@ pub use tracking::{
     DEFAULT_RECONCILE_AFTER_SECONDS, DEFAULT_RETENTION_DAYS, PostgresUrl, StoreLocation,
     StoreLocationError, TrackingSettings,
 };
+pub use tracking_toml::MAX_RETENTION_DAYS;
 
 use crate::cli::SecretKeySource;
 use crate::policy::{Caller, Callers, CallersError, DEFAULT_VALIDITY_SECONDS, Policy, TokenHash};
@@ -80,6 +88,10 @@ pub struct Config {
     pub transport: TransportSettings,
     /// The file this configuration was read from, which a reload (SIGHUP) reads again.
     pub source: Option<PathBuf>,
+    /// `[tracking]`: where upload records live; `None` tracks nothing.
+    pub tracking: Option<TrackingSettings>,
+    /// `[events]`: the receiver of VOD's event notifications; `None` receives none.
+    pub events: Option<EventsSettings>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +108,8 @@ struct RawConfig {
     tls: Option<ops::RawTls>,
     quota: Option<ops::RawQuota>,
     transport: Option<ops::RawTransport>,
+    tracking: Option<tracking_toml::RawTracking>,
+    events: Option<events::RawEvents>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +135,8 @@ struct RawCaller {
     force_one_time: Option<bool>,
     can_issue: Option<bool>,
     can_verify: Option<bool>,
+    track_uploads: Option<bool>,
+    can_track: Option<bool>,
     issue_per_user_per_minute: Option<u32>,
 }
 
@@ -167,7 +183,15 @@ impl Config {
             ),
         };
         let keys = key_ring(raw.keys, base_dir)?;
-        let callers = callers(raw.callers)?;
+        let tracking = tracking_toml::tracking(raw.tracking, base_dir)?;
+        let callers = callers(raw.callers, tracking.is_some())?;
+        let events = events::events(raw.events, base_dir)?;
+        if events.is_some() && tracking.is_none() {
+            return Err(ConfigError::field(
+                "events",
+                "needs a [tracking] section (where received events are stored)",
+            ));
+        }
         Ok(Config {
             listen,
             clock_skew_seconds,
@@ -180,6 +204,8 @@ impl Config {
             quota: ops::quota(raw.quota)?,
             transport: ops::transport(raw.transport)?,
             source: None,
+            tracking,
+            events,
         })
     }
 
@@ -247,7 +273,7 @@ fn key_ring(raw: Vec<RawKey>, base_dir: &Path) -> Result<KeyRing, ConfigError> {
     })
 }
 
-fn callers(raw: Vec<RawCaller>) -> Result<Callers, ConfigError> {
+fn callers(raw: Vec<RawCaller>, tracking_configured: bool) -> Result<Callers, ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::field(
             "callers",
@@ -256,7 +282,7 @@ fn callers(raw: Vec<RawCaller>) -> Result<Callers, ConfigError> {
     }
     let mut callers = Vec::with_capacity(raw.len());
     for (i, raw_caller) in raw.into_iter().enumerate() {
-        callers.push(caller(i, raw_caller)?);
+        callers.push(caller(i, raw_caller, tracking_configured)?);
     }
     Callers::new(callers).map_err(|e| match e {
         CallersError::DuplicateName(name) => ConfigError::field(
@@ -270,7 +296,7 @@ fn callers(raw: Vec<RawCaller>) -> Result<Callers, ConfigError> {
     })
 }
 
-fn caller(i: usize, raw: RawCaller) -> Result<Caller, ConfigError> {
+fn caller(i: usize, raw: RawCaller, tracking_configured: bool) -> Result<Caller, ConfigError> {
     let name = raw.name;
     let field = |f: &str| format!("callers[{i}].{f} (caller {name:?})");
     if name.is_empty() || name.chars().any(char::is_control) || name.chars().count() > 64 {
@@ -350,10 +376,25 @@ fn caller(i: usize, raw: RawCaller) -> Result<Caller, ConfigError> {
     }
     let can_issue = raw.can_issue.unwrap_or(true);
     let can_verify = raw.can_verify.unwrap_or(true);
-    if !can_issue && !can_verify {
+    let track_uploads = raw.track_uploads.unwrap_or(false);
+    // A caller that tracks its uploads will want to ask about them; one that does not has
+    // none to ask about, so the default follows `track_uploads`.
+    let can_track = raw.can_track.unwrap_or(track_uploads);
+    if !can_issue && !can_verify && !can_track {
         return Err(ConfigError::field(
             format!("callers[{i}] (caller {name:?})"),
-            "can_issue and can_verify are both false; remove the caller instead",
+            "can_issue, can_verify and can_track are all false; remove the caller instead",
+        ));
+    }
+    if (track_uploads || can_track) && !tracking_configured {
+        let key = if track_uploads {
+            "track_uploads"
+        } else {
+            "can_track"
+        };
+        return Err(ConfigError::field(
+            field(key),
+            "needs a [tracking] section (where upload records are stored)",
         ));
     }
     let issue_per_user_per_minute = match raw.issue_per_user_per_minute {
@@ -375,6 +416,8 @@ fn caller(i: usize, raw: RawCaller) -> Result<Caller, ConfigError> {
         force_one_time: raw.force_one_time.unwrap_or(false),
         can_issue,
         can_verify,
+        track_uploads,
+        can_track,
     };
     Ok(Caller::new(name, token_hash, policy))
 }

@@ -282,3 +282,152 @@ fn debug_output_holds_no_secret() {
     assert!(!debug.contains("not-a-real-secret-key"), "{debug}");
     assert!(!debug.contains(TOKEN_HASH), "{debug}");
 }
+
+/// `minimal` with `[tracking]`/`[events]` sections and extra caller lines, parsed with the
+/// receiver's secrets in files of the same directory.
+fn parse_tracking(sections: &str, caller_lines: &str) -> Result<Config, ConfigError> {
+    let dir = key_dir();
+    std::fs::write(
+        dir.path().join("path-token"),
+        "a-path-token-of-enough-length\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("sign-key"), "MySignKey1\n").unwrap();
+    std::fs::write(dir.path().join("short-token"), "tooshort").unwrap();
+    std::fs::write(dir.path().join("bad-sign-key"), "not alphanumeric!").unwrap();
+    let text = format!("{sections}\n{}", minimal(caller_lines));
+    Config::from_toml_str(&text, dir.path())
+}
+
+#[test]
+fn tracking_and_events_are_read_with_relative_paths_and_defaults() {
+    let config = parse_tracking(
+        r#"
+[tracking]
+store = "sqlite:uploads.db"
+
+[events]
+listen = "127.0.0.1:8080"
+path_token_file = "path-token"
+sign_key_file = "sign-key"
+"#,
+        "track_uploads = true",
+    )
+    .unwrap();
+    let tracking = config.tracking.as_ref().unwrap();
+    match &tracking.store {
+        StoreLocation::Sqlite(path) => {
+            assert!(
+                path.is_absolute() && path.ends_with("uploads.db"),
+                "{path:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        tracking.retention.as_secs(),
+        u64::from(DEFAULT_RETENTION_DAYS) * 86_400
+    );
+    let events = config.events.as_ref().unwrap();
+    assert_eq!(events.listen.unwrap().to_string(), "127.0.0.1:8080");
+    assert!(
+        events
+            .path_token
+            .as_ref()
+            .unwrap()
+            .matches("a-path-token-of-enough-length")
+    );
+    assert!(
+        !events
+            .path_token
+            .as_ref()
+            .unwrap()
+            .matches("a-path-token-of-enough-lengtH")
+    );
+    assert!(events.sign_key.is_some());
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("a-path-token") && !shown.contains("MySignKey1"),
+        "{shown}"
+    );
+
+    let caller = config.callers.iter().next().unwrap();
+    assert!(caller.policy().track_uploads && caller.policy().can_track);
+}
+
+#[test]
+fn can_track_defaults_to_track_uploads_and_can_be_set_alone() {
+    let tracking = "[tracking]\nstore = \"postgres://vod@db:5432/vod\"\nretention_days = 7";
+    let config = parse_tracking(tracking, "").unwrap();
+    let policy = config.callers.iter().next().unwrap().policy().clone();
+    assert!(!policy.track_uploads && !policy.can_track);
+    assert_eq!(config.tracking.unwrap().retention.as_secs(), 7 * 86_400);
+
+    let config = parse_tracking(tracking, "track_uploads = true\ncan_track = false").unwrap();
+    let policy = config.callers.iter().next().unwrap().policy().clone();
+    assert!(policy.track_uploads && !policy.can_track);
+
+    let config = parse_tracking(
+        tracking,
+        "can_track = true\ncan_issue = false\ncan_verify = false",
+    )
+    .unwrap();
+    assert!(config.callers.iter().next().unwrap().policy().can_track);
+}
+
+#[test]
+fn tracking_settings_are_refused_with_the_field_named() {
+    let cases = [
+        ("", "track_uploads = true", "callers[0].track_uploads"),
+        ("", "can_track = true", "callers[0].can_track"),
+        ("[events]\npath_token_file = \"path-token\"", "", "events"),
+        ("[tracking]\nstore = \"mysql://x\"", "", "tracking.store"),
+        ("[tracking]\nstore = \"sqlite:\"", "", "tracking.store"),
+        (
+            "[tracking]\nstore = \"sqlite:u.db\"\nretention_days = 0",
+            "",
+            "tracking.retention_days",
+        ),
+        (
+            "[tracking]\nstore = \"sqlite:u.db\"\n[events]\nlisten = \"127.0.0.1:1\"",
+            "",
+            "events.path_token",
+        ),
+        (
+            "[tracking]\nstore = \"sqlite:u.db\"\n[events]\nlisten = \"nowhere\"\npath_token_file = \"path-token\"",
+            "",
+            "events.listen",
+        ),
+        (
+            "[tracking]\nstore = \"sqlite:u.db\"\n[events]\nlisten = \"127.0.0.1:1\"\npath_token_file = \"short-token\"",
+            "",
+            "events.path_token_file",
+        ),
+        (
+            "[tracking]\nstore = \"sqlite:u.db\"\n[events]\nlisten = \"127.0.0.1:1\"\npath_token_file = \"path-token\"\npath_token_env = \"X\"",
+            "",
+            "events.path_token",
+        ),
+        (
+            "[tracking]\nstore = \"sqlite:u.db\"\n[events]\nlisten = \"127.0.0.1:1\"\npath_token_file = \"path-token\"\nsign_key_file = \"bad-sign-key\"",
+            "",
+            "events.sign_key_file",
+        ),
+        (
+            "[tracking]\nstore = \"sqlite:u.db\"\n[events]\nlisten = \"127.0.0.1:1\"\npath_token_env = \"VOD_SIGNER_TEST_UNSET_PATH_TOKEN\"",
+            "",
+            "events.path_token_env",
+        ),
+    ];
+    for (sections, caller_lines, field) in cases {
+        let error = parse_tracking(sections, caller_lines).unwrap_err();
+        assert!(
+            error.field_name().is_some_and(|f| f.starts_with(field)),
+            "{sections} / {caller_lines}: expected {field}, got {error}"
+        );
+        let text = error.to_string();
+        for secret in ["tooshort", "not alphanumeric", "MySignKey1", "a-path-token"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+}

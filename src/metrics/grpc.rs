@@ -18,10 +18,13 @@ use super::Metrics;
 
 /// The methods counted under their own name; anything else is `unknown`. Fixed, so a client
 /// sending random paths cannot grow the label set.
-pub(super) const METHOD_NAMES: [(&str, &str); 8] = [
+pub(super) const METHOD_NAMES: [(&str, &str); 11] = [
     ("vod.signer.v1.UploadSigner", "IssueSignature"),
     ("vod.signer.v1.UploadSigner", "VerifySignature"),
     ("vod.signer.v1.UploadSigner", "IssueSignatureBatch"),
+    ("vod.signer.v1.UploadTracker", "GetUpload"),
+    ("vod.signer.v1.UploadTracker", "ListUploads"),
+    ("vod.signer.v1.UploadTracker", "WatchUploads"),
     ("grpc.health.v1.Health", "Check"),
     ("grpc.health.v1.Health", "Watch"),
     (

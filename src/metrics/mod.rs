@@ -13,6 +13,7 @@
 //! | `vod_signer_tls_handshake_failures_total` | `reason` (`error`, `timeout`) |
 //! | `vod_signer_calls_shed_total` | `reason` (`in_flight`, `queue_delay`) |
 //! | PULL consumer and reconciliation | see [`PullMetrics`] |
+//! | `vod_signer_events_received_total` | `event_type` (`NewFileUpload`, `ProcedureStateChanged`, `legacy`, `other`, `none`), `outcome` |
 //!
 //! The hot path touches atomics only: label sets are fixed enums resolved once into counter
 //! handles (gRPC method × code, verification outcome), and per-caller counters are cached
@@ -79,6 +80,12 @@ struct ReloadLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandshakeLabels {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event_type: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -164,6 +171,7 @@ pub struct Metrics {
     handshake_timeouts: Counter,
     shed: [Counter; Shed::ALL.len()],
     pull: PullMetrics,
+    events: Family<EventLabels, Counter>,
 }
 
 impl Metrics {
@@ -246,6 +254,13 @@ impl Metrics {
         });
         let pull = PullMetrics::default();
         pull.register(&mut registry);
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events_received",
+            "VOD event notifications received over HTTP, by event type (a fixed set; unknown types \
+             count as `other`) and outcome",
+            events.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -262,6 +277,7 @@ impl Metrics {
             handshake_timeouts,
             shed,
             pull,
+            events,
         }
     }
 
@@ -316,6 +332,17 @@ impl Metrics {
     /// A call refused to protect the others; its status is counted by its [`CallRecorder`].
     pub fn call_shed(&self, reason: Shed) {
         self.shed[reason as usize].inc();
+    }
+
+    /// One event notification answered. `event_type` and `outcome` come from fixed sets in
+    /// the receiver, so a sender cannot grow the label set.
+    pub fn event_received(&self, event_type: &'static str, outcome: &'static str) {
+        self.events
+            .get_or_create(&EventLabels {
+                event_type,
+                outcome,
+            })
+            .inc();
     }
 
     pub fn config_reloaded(&self, ok: bool) {

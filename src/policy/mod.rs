@@ -57,6 +57,11 @@ pub struct Policy {
     pub force_one_time: bool,
     pub can_issue: bool,
     pub can_verify: bool,
+    /// Every signature this caller gets creates an upload record (`upload_id`), and its
+    /// `sourceContext`/`sessionContext` carry that id instead of the caller's own values.
+    pub track_uploads: bool,
+    /// The caller may use `UploadTracker` for the uploads it issued.
+    pub can_track: bool,
     /// At most this many signatures per end user (`user_id`) in each one-minute window;
     /// `None` means no quota. Counted by [`crate::quota`].
     pub issue_per_user_per_minute: Option<NonZeroU32>,
@@ -74,6 +79,8 @@ impl Default for Policy {
             force_one_time: false,
             can_issue: true,
             can_verify: true,
+            track_uploads: false,
+            can_track: false,
             issue_per_user_per_minute: None,
         }
     }
@@ -85,6 +92,7 @@ impl Default for Policy {
 pub enum Rule {
     CanIssue,
     CanVerify,
+    CanTrack,
     AllowedProcedures,
     AllowedClassIds,
     AllowedSubAppIds,
@@ -97,6 +105,7 @@ impl Rule {
         match self {
             Rule::CanIssue => "can_issue",
             Rule::CanVerify => "can_verify",
+            Rule::CanTrack => "can_track",
             Rule::AllowedProcedures => "allowed_procedures",
             Rule::AllowedClassIds => "allowed_class_ids",
             Rule::AllowedSubAppIds => "allowed_sub_app_ids",
@@ -168,6 +177,15 @@ impl Caller {
             Ok(())
         } else {
             Err(self.denied(Rule::CanVerify, "verify signatures".into()))
+        }
+    }
+
+    /// Refuses a caller that may not ask about uploads.
+    pub fn check_can_track(&self) -> Result<(), Denied> {
+        if self.policy.can_track {
+            Ok(())
+        } else {
+            Err(self.denied(Rule::CanTrack, "track uploads".into()))
         }
     }
 

@@ -22,8 +22,13 @@ use tonic_health::ServingStatus;
 use crate::config::{Config, DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES};
 use crate::metrics::Metrics;
 use crate::proto::v1::upload_signer_server::{SERVICE_NAME, UploadSignerServer};
+use crate::proto::v1::upload_tracker_server::{
+    SERVICE_NAME as TRACKER_SERVICE_NAME, UploadTrackerServer,
+};
 use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
-use crate::service::{Clock, IssueGate, Shared, SignerService};
+use crate::receiver::Receiver;
+use crate::service::{Clock, IssueGate, Shared, SignerService, TrackerService};
+use crate::tracking::{Tracker, TrackingError};
 
 /// Upper bound on any call, whatever `grpc-timeout` the client sent (or none): every RPC here
 /// is a few microseconds of work, so a call still running after this is stuck. The default of
@@ -54,6 +59,15 @@ pub enum ServerError {
     Quota(#[source] StoreError),
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(#[source] std::io::Error),
+    /// The upload store named by `[tracking] store` could not be opened.
+    #[error("upload store: {0}")]
+    Tracking(#[source] TrackingError),
+    #[error("cannot listen for VOD events on {addr}: {source}")]
+    EventsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then shuts down gracefully:
@@ -83,6 +97,8 @@ pub struct ServeOptions {
     pub reload: Option<ReloadRequests>,
     /// Reload the configuration file on SIGHUP (what [`serve`] does), unless `reload` is set.
     pub reload_on_sighup: bool,
+    /// Receive VOD events here instead of binding `[events] listen`.
+    pub events_listener: Option<TcpListener>,
 }
 
 /// Aborts a spawned helper task (metrics endpoint, reloads) when the server returns.
@@ -118,10 +134,32 @@ pub async fn serve_with(
     };
     let quotas = Quotas::new(quota_store, config.quota.on_store_error, metrics.clone());
 
+    let tracker = match &config.tracking {
+        Some(settings) => Some(
+            Tracker::open(settings)
+                .await
+                .map_err(ServerError::Tracking)?,
+        ),
+        None => None,
+    };
+
     // Shared behind an ArcSwap so a reload can replace keys and callers in one step.
     let shared = Arc::new(ArcSwap::from_pointee(Shared::from_config(&config)));
-    let signer = SignerService::new(shared.clone(), options.clock, options.issue_gate)
+    let clock = options.clock;
+    let mut signer = SignerService::new(shared.clone(), clock.clone(), options.issue_gate)
         .with_operations(Arc::new(quotas), metrics.clone());
+    if let Some(tracker) = &tracker {
+        signer = signer.with_tracker(tracker.clone());
+    }
+    // Set when shutdown starts: the receiver stops accepting, and open watches end so their
+    // clients resume on another replica instead of holding the drain.
+    let (draining, draining_rx) = tokio::sync::watch::channel(false);
+    let upload_tracker = UploadTrackerServer::new(TrackerService::new(
+        shared.clone(),
+        tracker.clone(),
+        draining_rx.clone(),
+    ))
+    .max_decoding_message_size(config.transport.max_request_bytes);
     let tls = config
         .tls
         .as_ref()
@@ -149,6 +187,53 @@ pub async fn serve_with(
         })));
     }
 
+    let events_addr = match (&tracker, &config.events) {
+        (Some(tracker), Some(events)) => {
+            let listener = match (options.events_listener, events.listen) {
+                (Some(listener), _) => Some(listener),
+                (None, Some(addr)) => Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| ServerError::EventsListen { addr, source })?,
+                ),
+                (None, None) => None,
+            };
+            match (listener, &events.path_token) {
+                (Some(listener), Some(path_token)) => {
+                    if events.sign_key.is_none() {
+                        tracing::warn!(
+                            "[events] has no sign_key: callbacks are authenticated by the path \
+                             token alone; set ModifyEventConfig's SignKey and sign_key_env"
+                        );
+                    }
+                    let addr = listener.local_addr().ok();
+                    let receiver = Arc::new(Receiver::new(
+                        tracker.clone(),
+                        path_token.clone(),
+                        events.sign_key.clone(),
+                        metrics.clone(),
+                        clock.clone(),
+                    ));
+                    let mut stopped = draining_rx.clone();
+                    // Stops accepting with the gRPC server; requests in flight finish.
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    helpers.push(AbortOnDrop(tokio::spawn(async move {
+                        if let Err(error) =
+                            crate::receiver::serve_events(listener, receiver, shutdown).await
+                        {
+                            tracing::error!(%error, "event receiver stopped");
+                        }
+                    })));
+                    addr
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+
     let reload_requests = match options.reload {
         Some(requests) => requests,
         None => {
@@ -171,6 +256,11 @@ pub async fn serve_with(
     health
         .set_service_status(SERVICE_NAME, ServingStatus::Serving)
         .await;
+    if tracker.is_some() {
+        health
+            .set_service_status(TRACKER_SERVICE_NAME, ServingStatus::Serving)
+            .await;
+    }
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -187,6 +277,7 @@ pub async fn serve_with(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(upload_signer)
+        .add_service(upload_tracker)
         .prepare();
     // Calls are admitted (bounded, shed when they queued too long, given their deadline) where
     // HTTP/2 hands them over; see `admission`.
@@ -204,11 +295,12 @@ pub async fn serve_with(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, no new connections, draining calls");
-        for service in ["", SERVICE_NAME] {
+        for service in ["", SERVICE_NAME, TRACKER_SERVICE_NAME] {
             health
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
+        let _ = draining.send(true);
         let _ = drain_started.send(());
     };
 
@@ -223,6 +315,11 @@ pub async fn serve_with(
         metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         quota_store = %quota_endpoint,
         on_store_error = config.quota.on_store_error.as_str(),
+        tracking = config.tracking.as_ref().map_or("off", |t| match t.store {
+            crate::config::StoreLocation::Sqlite(_) => "sqlite",
+            crate::config::StoreLocation::Postgres(_) => "postgres",
+        }),
+        events = %events_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()),
         "vod-signer serving"
     );
 

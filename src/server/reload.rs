@@ -138,5 +138,12 @@ fn fixed_fields_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.shutdown_grace != new.shutdown_grace {
         changed.push("shutdown_grace_seconds");
     }
+    // The store is opened and the receiver bound once, at start-up.
+    if old.tracking != new.tracking {
+        changed.push("tracking");
+    }
+    if old.events.as_ref().map(|e| e.listen) != new.events.as_ref().map(|e| e.listen) {
+        changed.push("events.listen");
+    }
     changed
 }

@@ -155,6 +155,8 @@ pub fn issued_response(issued: IssuedSignature) -> pb::IssueSignatureResponse {
         expires_at: issued.expire_time,
         random: issued.random.0,
         fingerprint,
+        // Set by the caller for tracked signatures.
+        upload_id: String::new(),
     }
 }
 

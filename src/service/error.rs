@@ -9,6 +9,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::policy::{AuthError, Denied};
+use crate::tracking::TrackingError;
 
 /// `google.rpc.ErrorInfo.domain` of this service's errors.
 pub const ERROR_DOMAIN: &str = "vod.signer.v1";
@@ -60,6 +61,41 @@ pub enum ServiceError {
     /// The quota store failed and the configuration says to refuse (`on_store_error`).
     #[error("the quota store is unavailable; issuance is refused until it is back")]
     QuotaUnavailable,
+    /// The caller tracks uploads but this server runs without `[tracking]` (it was added by
+    /// a reload; the store is opened at start-up only).
+    #[error("this caller tracks uploads but the server was started without [tracking]; restart it")]
+    TrackingNotConfigured,
+    /// The upload store did not answer or refused the write: no signature was issued, no
+    /// record read. The detail is logged, not sent.
+    #[error("the upload store is unavailable; try again")]
+    TrackingUnavailable,
+    /// No upload with this id was issued to this caller.
+    #[error("no upload {upload_id:?} was issued to this caller")]
+    UploadNotFound { upload_id: String },
+    /// A watch cursor older than what retention kept.
+    #[error("the cursor is older than the retention period; start again without a cursor")]
+    CursorExpired,
+}
+
+impl From<TrackingError> for ServiceError {
+    fn from(e: TrackingError) -> Self {
+        match e {
+            TrackingError::Unavailable(detail) => {
+                tracing::error!(%detail, "upload store unavailable");
+                ServiceError::TrackingUnavailable
+            }
+            TrackingError::CursorExpired => ServiceError::CursorExpired,
+            TrackingError::InvalidCursor => ServiceError::InvalidArgument(vec![Violation::new(
+                "after_cursor",
+                "not a cursor this service issued",
+            )]),
+            TrackingError::InvalidPageToken => ServiceError::InvalidArgument(vec![Violation::new(
+                "page_token",
+                "not a page token this service issued",
+            )]),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
 }
 
 fn describe(violations: &[Violation]) -> String {
@@ -137,7 +173,12 @@ impl From<ServiceError> for Status {
                 }
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
-            ServiceError::QuotaUnavailable => Status::unavailable(message),
+            ServiceError::QuotaUnavailable | ServiceError::TrackingUnavailable => {
+                Status::unavailable(message)
+            }
+            ServiceError::TrackingNotConfigured => Status::failed_precondition(message),
+            ServiceError::UploadNotFound { .. } => Status::not_found(message),
+            ServiceError::CursorExpired => Status::out_of_range(message),
         }
     }
 }

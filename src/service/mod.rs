@@ -7,6 +7,9 @@
 
 mod convert;
 mod error;
+mod tracked;
+mod tracker;
+mod upload_convert;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,6 +22,7 @@ use tonic::{Request, Response, Status};
 
 pub use convert::MAX_USER_ID_CHARS;
 pub use error::{ERROR_DOMAIN, ServiceError, Violation};
+pub use tracker::TrackerService;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -27,6 +31,7 @@ use crate::proto::v1 as pb;
 use crate::proto::v1::upload_signer_server::UploadSigner;
 use crate::quota::{Admission, MemoryStore, OnStoreError, QuotaStore, Quotas};
 use crate::signature::{IssuedSignature, KeyRing, SignRequest, UniqueRandom, VerifyOptions};
+use crate::tracking::Tracker;
 
 /// Most signatures one `IssueSignatureBatch` call may ask for.
 pub const MAX_BATCH: u32 = 100;
@@ -138,6 +143,8 @@ pub struct SignerService {
     issue_gate: Option<Arc<IssueGate>>,
     quotas: Arc<Quotas>,
     metrics: Arc<Metrics>,
+    /// Where tracked callers' upload records go; `None` without `[tracking]`.
+    tracker: Option<Tracker>,
 }
 
 impl SignerService {
@@ -159,7 +166,14 @@ impl SignerService {
             issue_gate,
             quotas: Arc::new(quotas),
             metrics,
+            tracker: None,
         }
+    }
+
+    /// Records an upload for every signature issued to a caller with `track_uploads`.
+    pub fn with_tracker(mut self, tracker: Tracker) -> Self {
+        self.tracker = Some(tracker);
+        self
     }
 
     /// Counts into `metrics` and checks per-user quotas with `quotas` (by default: metrics
@@ -200,8 +214,7 @@ impl SignerService {
         callers: &'a Callers,
         metadata: &MetadataMap,
     ) -> Result<&'a Arc<Caller>, ServiceError> {
-        let authorization = metadata.get("authorization").map(|v| v.as_bytes());
-        Ok(callers.authenticate(authorization)?)
+        authenticate(callers, metadata)
     }
 
     /// Everything before signing, in this order: who is calling, may they issue at all, are
@@ -259,6 +272,53 @@ impl SignerService {
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         Ok(convert::issued_response(issued))
     }
+
+    /// `count` signatures for one request. For a caller with `track_uploads`, each gets its own
+    /// upload record, durably stored before any signature is returned: a signature whose
+    /// record could not be stored is never handed out.
+    async fn mint_all(
+        &self,
+        keys: &KeyRing,
+        caller: &Caller,
+        user_id: &str,
+        request: &SignRequest,
+        count: u32,
+        now: i64,
+    ) -> Result<Vec<pb::IssueSignatureResponse>, ServiceError> {
+        if !caller.policy().track_uploads {
+            return (0..count).map(|_| self.mint(keys, request, now)).collect();
+        }
+        let tracker = self
+            .tracker
+            .as_ref()
+            .ok_or(ServiceError::TrackingNotConfigured)?;
+        let mut responses = Vec::with_capacity(count as usize);
+        let mut uploads = Vec::with_capacity(count as usize);
+        for signature in tracked::prepare(request, count)? {
+            let mut response = self.mint(keys, &signature.request, now)?;
+            response.upload_id = signature.upload_id.as_str().to_owned();
+            uploads.push(tracked::new_upload(
+                signature.upload_id,
+                caller.name(),
+                user_id,
+                request,
+                response.issued_at,
+                response.expires_at,
+            ));
+            responses.push(response);
+        }
+        tracker.record_issued(uploads).await?;
+        Ok(responses)
+    }
+}
+
+/// The caller a call's `authorization: Bearer <token>` metadata names.
+fn authenticate<'a>(
+    callers: &'a Callers,
+    metadata: &MetadataMap,
+) -> Result<&'a Arc<Caller>, ServiceError> {
+    let authorization = metadata.get("authorization").map(|v| v.as_bytes());
+    Ok(callers.authenticate(authorization)?)
 }
 
 /// The audit record of one issuance. The signature itself is a bearer credential and never
@@ -335,7 +395,11 @@ impl UploadSigner for SignerService {
             self.prepare_issue(&shared, &metadata, Some(message), None)?;
         let now = self.clock.now();
         self.admit(caller, &user_id, 1, now).await?;
-        let response = self.mint(&shared.keys, &sign_request, now)?;
+        let response = self
+            .mint_all(&shared.keys, caller, &user_id, &sign_request, 1, now)
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::Internal("no signature was minted".into()))?;
         audit(caller, &user_id, &sign_request, &response);
         self.metrics.signatures_issued(caller.name(), 1);
         Ok(Response::new(response))
@@ -377,9 +441,16 @@ impl UploadSigner for SignerService {
         let now = self.clock.now();
         // A batch takes its whole count from the quota, or nothing.
         self.admit(caller, &user_id, message.count, now).await?;
-        let signatures = (0..message.count)
-            .map(|_| self.mint(&shared.keys, &sign_request, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        let signatures = self
+            .mint_all(
+                &shared.keys,
+                caller,
+                &user_id,
+                &sign_request,
+                message.count,
+                now,
+            )
+            .await?;
         audit_batch(caller, &user_id, &sign_request, &signatures);
         self.metrics
             .signatures_issued(caller.name(), u64::from(message.count));
