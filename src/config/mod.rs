@@ -24,6 +24,7 @@ mod dev;
 mod error;
 mod events;
 mod ops;
+mod pull;
 mod secret_value;
 mod tracking;
 mod tracking_toml;
@@ -46,6 +47,7 @@ pub use ops::{
     DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, QuotaSettings, RedisUrl, TlsSettings,
     TransportSettings,
 };
+pub use pull::PullSettings;
 pub use tracking::{
     DEFAULT_RECONCILE_AFTER_SECONDS, DEFAULT_RETENTION_DAYS, PostgresUrl, StoreLocation,
     StoreLocationError, TrackingSettings,
@@ -58,6 +60,7 @@ use crate::signature::{
     DEFAULT_CLOCK_SKEW_SECONDS, KeyRing, KeyRingError, MAX_VALIDITY_SECONDS, SecretId, SigningKey,
     Validity,
 };
+use crate::vod_api::ApiCredential;
 
 /// Where the service listens unless the file says otherwise: loopback only, so a forgotten
 /// configuration line never exposes a signing service to the network.
@@ -92,6 +95,9 @@ pub struct Config {
     pub tracking: Option<TrackingSettings>,
     /// `[events]`: the receiver of VOD's event notifications; `None` receives none.
     pub events: Option<EventsSettings>,
+    /// `[events.pull]`: VOD's reliable-callback queue and the API reconciliation uses;
+    /// `None` pulls nothing.
+    pub pull: Option<PullSettings>,
 }
 
 #[derive(Deserialize)]
@@ -156,7 +162,8 @@ impl Config {
     /// Parses and checks configuration text. `base_dir` is where relative `secret_key_file`
     /// paths start (the file's directory, for a file).
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+        let mut raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
 
         let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen_text
@@ -182,7 +189,9 @@ impl Config {
                     .map_err(|e| ConfigError::field("metrics_listen", format!("{text:?}: {e}")))?,
             ),
         };
-        let keys = key_ring(raw.keys, base_dir)?;
+        let (keys, active_credential) = key_ring(raw.keys, base_dir)?;
+        let raw_pull = raw.events.as_mut().and_then(|events| events.pull.take());
+        let pull = pull::pull(raw_pull, base_dir, active_credential.as_ref())?;
         let tracking = tracking_toml::tracking(raw.tracking, base_dir)?;
         let callers = callers(raw.callers, tracking.is_some())?;
         let events = events::events(raw.events, base_dir)?;
@@ -206,6 +215,7 @@ impl Config {
             source: None,
             tracking,
             events,
+            pull,
         })
     }
 
@@ -218,7 +228,12 @@ impl Config {
     }
 }
 
-fn key_ring(raw: Vec<RawKey>, base_dir: &Path) -> Result<KeyRing, ConfigError> {
+/// The key ring, and the active key as a Tencent Cloud API credential (the default one of
+/// `[events.pull]`).
+fn key_ring(
+    raw: Vec<RawKey>,
+    base_dir: &Path,
+) -> Result<(KeyRing, Option<ApiCredential>), ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::field(
             "keys",
@@ -227,6 +242,7 @@ fn key_ring(raw: Vec<RawKey>, base_dir: &Path) -> Result<KeyRing, ConfigError> {
     }
     let only_one = raw.len() == 1;
     let mut keys = Vec::with_capacity(raw.len());
+    let mut active_credential = None;
     for (i, key) in raw.into_iter().enumerate() {
         let field = |name: &str| format!("keys[{i}].{name}");
         let secret_id =
@@ -259,9 +275,12 @@ fn key_ring(raw: Vec<RawKey>, base_dir: &Path) -> Result<KeyRing, ConfigError> {
         // A single key signs unless it is explicitly switched off; with several, the operator
         // must say which one signs, because guessing would pick the wrong key during rotation.
         let active = key.active.unwrap_or(only_one);
+        if active {
+            active_credential = Some(ApiCredential::new(secret_id.clone(), secret_key.clone()));
+        }
         keys.push((SigningKey::new(secret_id, &secret_key), active));
     }
-    KeyRing::new(keys).map_err(|e| match e {
+    let ring = KeyRing::new(keys).map_err(|e| match e {
         KeyRingError::DuplicateSecretId(id) => {
             ConfigError::field("keys", format!("secret_id {id:?} is listed more than once"))
         }
@@ -270,7 +289,8 @@ fn key_ring(raw: Vec<RawKey>, base_dir: &Path) -> Result<KeyRing, ConfigError> {
             format!("exactly one key must have active = true, found {n}"),
         ),
         KeyRingError::Empty => ConfigError::field("keys", "at least one key is required"),
-    })
+    })?;
+    Ok((ring, active_credential))
 }
 
 fn callers(raw: Vec<RawCaller>, tracking_configured: bool) -> Result<Callers, ConfigError> {
