@@ -6,14 +6,16 @@
 #
 #   scripts/bench_pull.sh                          # 20,000 events
 #   PULL_BENCH_EVENTS=5000 scripts/bench_pull.sh   # quicker
+#   PROFILE=dev scripts/bench_pull.sh              # unoptimized build: a lower bound
 #
 # Prints the RESULT line and a markdown row; the target is >= 1,000 events/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PULL_BENCH_EVENTS=${PULL_BENCH_EVENTS:-20000}
-echo "building the pull drain measurement (release)..." >&2
-output=$(cargo test --release --quiet --test pull_drain_bench -- --ignored --nocapture 2>&1)
+PROFILE=${PROFILE:-release}
+echo "building the pull drain measurement ($PROFILE)..." >&2
+output=$(cargo test --profile "$PROFILE" --quiet --test pull_drain_bench -- --ignored --nocapture 2>&1)
 line=$(grep '^RESULT pull_drain' <<<"$output" || true)
 if [[ -z $line ]]; then
     echo "$output" >&2
@@ -24,7 +26,7 @@ echo "$line" >&2
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
 cat <<TABLE
 
-| PULL queue drain (one consumer, SQLite) | events | seconds | events/s | redelivered |
+| PULL queue drain (one consumer, SQLite, $PROFILE build) | events | seconds | events/s | redelivered |
 |---|---:|---:|---:|---:|
 | stand-in on loopback | $(field events) | $(field seconds) | **$(field events_per_second)** | $(field redelivered) |
 TABLE

@@ -23,6 +23,7 @@ fn fast_timing() -> PullTiming {
         pull_timeout: Duration::from_secs(2),
         confirm_timeout: Duration::from_secs(1),
         confirm_window: Duration::from_millis(1_500),
+        batches_in_flight: 4,
         backoff: BackoffPolicy {
             base: Duration::from_millis(20),
             max: Duration::from_millis(200),

@@ -32,6 +32,8 @@ pub struct PullTiming {
     /// How long after the pull a confirm may still be tried: VOD's window is 30 s, and a
     /// confirm that arrives after it only earns error 4000.
     pub confirm_window: Duration,
+    /// Pulled batches being stored and confirmed at once while the next poll runs.
+    pub batches_in_flight: usize,
     pub backoff: BackoffPolicy,
 }
 
@@ -41,6 +43,7 @@ impl Default for PullTiming {
             pull_timeout: Duration::from_secs(10),
             confirm_timeout: Duration::from_secs(5),
             confirm_window: Duration::from_secs(25),
+            batches_in_flight: 4,
             backoff: BackoffPolicy::default(),
         }
     }
@@ -59,6 +62,39 @@ pub struct Consumer {
 struct Stored {
     handles: Vec<EventHandle>,
     failures: usize,
+}
+
+/// What became of one pulled batch.
+struct BatchOutcome {
+    store_failures: usize,
+    confirmed_all: bool,
+}
+
+/// Since when events have been waiting for their confirm (for the age metric).
+#[derive(Default)]
+struct Unconfirmed {
+    since: Option<Instant>,
+    /// False once a batch since `since` was not fully stored and confirmed.
+    all_settled: bool,
+}
+
+impl Unconfirmed {
+    /// Records a finished batch; true when the store refused some of its events.
+    fn settle(&mut self, done: Result<BatchOutcome, tokio::task::JoinError>) -> bool {
+        match done {
+            Ok(outcome) => {
+                if outcome.store_failures > 0 || !outcome.confirmed_all {
+                    self.all_settled = false;
+                }
+                outcome.store_failures > 0
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a pulled batch's task failed; VOD delivers it again");
+                self.all_settled = false;
+                true
+            }
+        }
+    }
 }
 
 impl Consumer {
@@ -98,13 +134,36 @@ impl Consumer {
     async fn run_until(&self, mut stop: watch::Receiver<bool>) {
         tracing::info!(endpoint = %self.api.endpoint(), "pulling VOD events (reliable callback)");
         let mut backoff = Backoff::new(self.timing.backoff);
-        // When the oldest event still unconfirmed was pulled (stored or not).
-        let mut unconfirmed_since: Option<Instant> = None;
+        // Batches being stored and confirmed while the next poll runs: the round trips to
+        // VOD and the store's commits overlap instead of adding up.
+        let mut batches: JoinSet<BatchOutcome> = JoinSet::new();
+        let mut unconfirmed = Unconfirmed::default();
         loop {
-            self.report_unconfirmed(unconfirmed_since);
+            let mut store_failing = false;
+            while let Some(done) = batches.try_join_next() {
+                store_failing |= unconfirmed.settle(done);
+            }
+            if batches.len() >= self.timing.batches_in_flight.max(1) {
+                if let Some(done) = batches.join_next().await {
+                    store_failing |= unconfirmed.settle(done);
+                }
+            }
+            if batches.is_empty() && unconfirmed.all_settled {
+                unconfirmed.since = None;
+            }
+            self.report_unconfirmed(unconfirmed.since);
+            if store_failing {
+                // The store is failing: pulling more now would only fetch events that cannot
+                // be stored either. They stay in VOD's queue meanwhile.
+                let wait = backoff.after(None);
+                if self.sleep_or_stop(wait, &mut stop).await {
+                    break;
+                }
+                continue;
+            }
             let pulled = tokio::select! {
                 biased;
-                _ = stop.wait_for(|stop| *stop) => return,
+                _ = stop.wait_for(|stop| *stop) => break,
                 result = self.api.pull_events(self.timing.pull_timeout) => result,
             };
             let events = match pulled {
@@ -113,34 +172,38 @@ impl Consumer {
                     self.api_failed("PullEvents", &error);
                     let wait = backoff.after(Some(&error));
                     if self.sleep_or_stop(wait, &mut stop).await {
-                        return;
+                        break;
                     }
                     continue;
                 }
             };
+            backoff.reset();
             if events.is_empty() {
-                backoff.reset();
                 continue;
             }
             let pulled_at = Instant::now();
-            unconfirmed_since.get_or_insert(pulled_at);
-            self.metrics().pulled(events.len() as u64);
-
-            let stored = self.store(events).await;
-            let confirmed_all = self.confirm(stored.handles, pulled_at).await;
-            if confirmed_all && stored.failures == 0 {
-                unconfirmed_since = None;
-                backoff.reset();
-            } else if stored.failures > 0 {
-                // The store is failing: pulling more now would only fetch events that cannot
-                // be stored either. They stay in VOD's queue meanwhile.
-                let wait = backoff.after(None);
-                self.report_unconfirmed(unconfirmed_since);
-                if self.sleep_or_stop(wait, &mut stop).await {
-                    return;
-                }
+            if unconfirmed.since.is_none() {
+                unconfirmed = Unconfirmed {
+                    since: Some(pulled_at),
+                    all_settled: true,
+                };
             }
+            self.metrics().pulled(events.len() as u64);
+            let consumer = self.clone();
+            batches.spawn(async move {
+                let stored = consumer.store(events).await;
+                let confirmed_all = consumer.confirm(stored.handles, pulled_at).await;
+                BatchOutcome {
+                    store_failures: stored.failures,
+                    confirmed_all,
+                }
+            });
         }
+        // Stopping: every batch in hand is stored and confirmed before returning.
+        while let Some(done) = batches.join_next().await {
+            unconfirmed.settle(done);
+        }
+        self.report_unconfirmed(None);
     }
 
     /// Stores every event of one pull at once (the store commits concurrent events together).
