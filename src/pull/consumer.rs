@@ -143,10 +143,10 @@ impl Consumer {
             while let Some(done) = batches.try_join_next() {
                 store_failing |= unconfirmed.settle(done);
             }
-            if batches.len() >= self.timing.batches_in_flight.max(1) {
-                if let Some(done) = batches.join_next().await {
-                    store_failing |= unconfirmed.settle(done);
-                }
+            if batches.len() >= self.timing.batches_in_flight.max(1)
+                && let Some(done) = batches.join_next().await
+            {
+                store_failing |= unconfirmed.settle(done);
             }
             if batches.is_empty() && unconfirmed.all_settled {
                 unconfirmed.since = None;
