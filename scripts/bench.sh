@@ -409,3 +409,4 @@ cat <<EOF
 | VmHWM at end (MiB) | $(mib "$signer_hwm") | $(mib "$echo_hwm") |
 EOF
 scripts/bench_events.sh
+scripts/bench_pull.sh

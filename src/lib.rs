@@ -7,6 +7,8 @@
 //! - [`quota`] and [`metrics`]: per-user issuance quotas and the Prometheus endpoint.
 //! - [`events`]: VOD event notification bodies and their `SignKey` authentication (pure).
 //! - [`tracking`]: upload records, their states, the stores and the change feed.
+//! - [`vod_api`]: the VOD API 3.0 client (TC3-signed); [`pull`]: reliable-mode consumer and
+//!   reconciliation built on it.
 //! - [`receiver`]: the HTTP endpoint VOD posts its event notifications to.
 
 pub mod cli;
@@ -16,9 +18,11 @@ pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proto;
+pub mod pull;
 pub mod quota;
 pub mod receiver;
 pub mod server;
 pub mod service;
 pub mod signature;
 pub mod tracking;
+pub mod vod_api;

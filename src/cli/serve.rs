@@ -226,6 +226,13 @@ The whole loop, as VOD would drive it:
       T=$(( $(date +%s) + 600 )); SIGN=$(printf '%s%s' {DEV_SIGN_KEY} \"$T\" | md5sum | cut -d' ' -f1)
       curl -sS -X POST http://{events}/vod/events/{DEV_PATH_TOKEN} -H 'content-type: application/json' -d '{{\"EventType\":\"NewFileUpload\",\"FileUploadEvent\":{{\"FileId\":\"5285890784246869930\",\"MediaBasicInfo\":{{\"Name\":\"clip\",\"Type\":\"mp4\",\"MediaUrl\":\"http://example.invalid/clip.mp4\",\"SourceInfo\":{{\"SourceType\":\"Upload\",\"SourceContext\":\"'\"$UPLOAD_ID\"'\"}}}}}},\"T\":'\"$T\"',\"Sign\":\"'\"$SIGN\"'\"}}'
     The answer is {{\"code\":0}}; the watch prints the upload, now READY (no procedure).
+
+Reliable mode (VOD's PULL queue) against a local stand-in of the VOD API:
+  cargo run --example vod_standin -- 127.0.0.1:9100   (queues each event body read on stdin)
+  then serve a config file with this secretId and key as the active [[keys]] entry, and
+      [events.pull]
+      endpoint = \"http://127.0.0.1:9100\"
+  (README, \"Reliable event delivery (PULL) and reconciliation\")
 ==========================================="
     );
 }

@@ -78,5 +78,6 @@ pub(super) fn config() -> Config {
             dev_store_path(),
         ))),
         events: Some(events),
+        pull: None,
     }
 }

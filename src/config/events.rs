@@ -33,6 +33,8 @@ pub(super) struct RawEvents {
     path_token_file: Option<PathBuf>,
     sign_key_env: Option<String>,
     sign_key_file: Option<PathBuf>,
+    /// `[events.pull]`, checked apart by `super::pull` (taken out before [`events`] runs).
+    pub(super) pull: Option<super::pull::RawPull>,
 }
 
 /// The secret last segment of the callback URL (`/vod/events/<token>`). Compared in constant

@@ -25,6 +25,7 @@ mod error;
 mod events;
 mod file_mode;
 mod ops;
+mod pull;
 mod secret_source;
 mod secret_value;
 mod tracking;
@@ -48,6 +49,7 @@ pub use ops::{
     DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, QuotaSettings, RedisUrl, TlsSettings,
     TransportSettings,
 };
+pub use pull::PullSettings;
 pub use secret_source::SecretKeySource;
 pub use tracking::{
     DEFAULT_RECONCILE_AFTER_SECONDS, DEFAULT_RETENTION_DAYS, PostgresUrl, StoreLocation,
@@ -60,6 +62,7 @@ use crate::signature::{
     DEFAULT_CLOCK_SKEW_SECONDS, InstanceId, KeyRing, KeyRingError, MAX_INSTANCE_ID,
     MAX_VALIDITY_SECONDS, SecretId, SigningKey, Validity,
 };
+use crate::vod_api::ApiCredential;
 
 /// Where the service listens unless the file says otherwise: loopback only, so a forgotten
 /// configuration line never exposes a signing service to the network.
@@ -99,6 +102,9 @@ pub struct Config {
     pub tracking: Option<TrackingSettings>,
     /// `[events]`: the receiver of VOD's event notifications; `None` receives none.
     pub events: Option<EventsSettings>,
+    /// `[events.pull]`: VOD's reliable-callback queue and the API reconciliation uses;
+    /// `None` pulls nothing.
+    pub pull: Option<PullSettings>,
 }
 
 #[derive(Deserialize)]
@@ -164,7 +170,8 @@ impl Config {
     /// Parses and checks configuration text. `base_dir` is where relative `secret_key_file`
     /// paths start (the file's directory, for a file).
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
+        let mut raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::from_toml(text, &e))?;
 
         let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen_text
@@ -200,7 +207,9 @@ impl Config {
             })?),
         };
         let mut warnings = Vec::new();
-        let keys = key_ring(raw.keys, base_dir, &mut warnings)?;
+        let (keys, active_credential) = key_ring(raw.keys, base_dir, &mut warnings)?;
+        let raw_pull = raw.events.as_mut().and_then(|events| events.pull.take());
+        let pull = pull::pull(raw_pull, base_dir, active_credential.as_ref())?;
         let tracking = tracking_toml::tracking(raw.tracking, base_dir)?;
         let callers = callers(raw.callers, tracking.is_some())?;
         let tls = ops::tls(raw.tls, base_dir, &mut warnings)?;
@@ -227,6 +236,7 @@ impl Config {
             warnings,
             tracking,
             events,
+            pull,
         })
     }
 
@@ -239,11 +249,13 @@ impl Config {
     }
 }
 
+/// The key ring, and the active key as a Tencent Cloud API credential (the default one of
+/// `[events.pull]`).
 fn key_ring(
     raw: Vec<RawKey>,
     base_dir: &Path,
     warnings: &mut Vec<String>,
-) -> Result<KeyRing, ConfigError> {
+) -> Result<(KeyRing, Option<ApiCredential>), ConfigError> {
     if raw.is_empty() {
         return Err(ConfigError::field(
             "keys",
@@ -252,6 +264,7 @@ fn key_ring(
     }
     let only_one = raw.len() == 1;
     let mut keys = Vec::with_capacity(raw.len());
+    let mut active_credential = None;
     for (i, key) in raw.into_iter().enumerate() {
         let field = |name: &str| format!("keys[{i}].{name}");
         let secret_id =
@@ -287,9 +300,12 @@ fn key_ring(
         // A single key signs unless it is explicitly switched off; with several, the operator
         // must say which one signs, because guessing would pick the wrong key during rotation.
         let active = key.active.unwrap_or(only_one);
+        if active {
+            active_credential = Some(ApiCredential::new(secret_id.clone(), secret_key.clone()));
+        }
         keys.push((SigningKey::new(secret_id, &secret_key), active));
     }
-    KeyRing::new(keys).map_err(|e| match e {
+    let ring = KeyRing::new(keys).map_err(|e| match e {
         KeyRingError::DuplicateSecretId(id) => {
             ConfigError::field("keys", format!("secret_id {id:?} is listed more than once"))
         }
@@ -298,7 +314,8 @@ fn key_ring(
             format!("exactly one key must have active = true, found {n}"),
         ),
         KeyRingError::Empty => ConfigError::field("keys", "at least one key is required"),
-    })
+    })?;
+    Ok((ring, active_credential))
 }
 
 fn callers(raw: Vec<RawCaller>, tracking_configured: bool) -> Result<Callers, ConfigError> {

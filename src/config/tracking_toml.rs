@@ -5,7 +5,7 @@
 //! store = "sqlite:uploads.db"     # relative to the configuration file's directory, or absolute;
 //!                                 # or "postgres://user@host:port/db" for several replicas
 //! retention_days = 30
-//! reconcile_after_seconds = 900
+//! reconcile_after_seconds = 900  # 0 turns reconciliation off
 //! ```
 
 use std::path::Path;
@@ -50,12 +50,7 @@ pub(super) fn tracking(
         settings.retention = Duration::from_secs(u64::from(days) * 86_400);
     }
     if let Some(seconds) = raw.reconcile_after_seconds {
-        if seconds == 0 {
-            return Err(ConfigError::field(
-                "tracking.reconcile_after_seconds",
-                "must be at least 1",
-            ));
-        }
+        // 0 turns reconciliation off (issue 13's contract).
         settings.reconcile_after = Duration::from_secs(u64::from(seconds));
     }
     Ok(Some(settings))

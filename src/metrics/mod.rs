@@ -15,6 +15,7 @@
 //! | `vod_signer_log_write_failures_total` | |
 //! | `vod_signer_log_lines_dropped_total` | |
 //! | `vod_signer_connections_closed_total` | `reason` (`max_connections`, `handshake_timeout`) |
+//! | PULL consumer and reconciliation | see [`PullMetrics`] |
 //! | `vod_signer_events_received_total` | `event_type` (`NewFileUpload`, `ProcedureStateChanged`, `legacy`, `other`, `none`), `outcome` |
 //!
 //! The hot path touches atomics only: label sets are fixed enums resolved once into counter
@@ -24,6 +25,7 @@
 mod grpc;
 mod histogram;
 mod http;
+mod pull;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,6 +40,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub use grpc::{CallRecorder, MeteredBody};
 pub use http::{MetricsServerError, serve_metrics};
+pub use pull::PullMetrics;
 
 use crate::logging::SinkHealth;
 use crate::signature::VerifyFailure;
@@ -172,6 +175,7 @@ pub struct Metrics {
     shed: [Counter; Shed::ALL.len()],
     refused_connections: Counter,
     silent_connections: Counter,
+    pull: PullMetrics,
     events: Family<EventLabels, Counter>,
 }
 
@@ -286,6 +290,8 @@ impl Metrics {
         let silent_connections = closed.get_or_create_owned(&HandshakeLabels {
             reason: "handshake_timeout",
         });
+        let pull = PullMetrics::default();
+        pull.register(&mut registry);
         let events = Family::<EventLabels, Counter>::default();
         registry.register(
             "events_received",
@@ -310,6 +316,7 @@ impl Metrics {
             shed,
             refused_connections,
             silent_connections,
+            pull,
             events,
         }
     }
@@ -395,6 +402,11 @@ impl Metrics {
         } else {
             self.reloads_failed.inc();
         }
+    }
+
+    /// The reliable (PULL) consumer's and reconciliation's metrics.
+    pub fn pull(&self) -> &PullMetrics {
+        &self.pull
     }
 
     fn request_counter(&self, method: usize, code: usize) -> &Counter {

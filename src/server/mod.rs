@@ -30,10 +30,12 @@ use crate::proto::v1::upload_signer_server::{SERVICE_NAME, UploadSignerServer};
 use crate::proto::v1::upload_tracker_server::{
     SERVICE_NAME as TRACKER_SERVICE_NAME, UploadTrackerServer,
 };
+use crate::pull::{PullTasks, PullTiming};
 use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
 use crate::receiver::Receiver;
 use crate::service::{Clock, IssueGate, RandomSlots, Shared, SignerService, TrackerService};
 use crate::tracking::{Tracker, TrackingError};
+use crate::vod_api::ApiClientError;
 
 /// Upper bound on any call, whatever `grpc-timeout` the client sent (or none): every RPC here
 /// is a few microseconds of work, so a call still running after this is stuck. The default of
@@ -67,6 +69,9 @@ pub enum ServerError {
     /// The upload store named by `[tracking] store` could not be opened.
     #[error("upload store: {0}")]
     Tracking(#[source] TrackingError),
+    /// `[events.pull]` could not be set up (its endpoint, or the system's root certificates).
+    #[error("[events.pull]: {0}")]
+    Pull(#[source] ApiClientError),
     #[error("cannot listen for VOD events on {addr}: {source}")]
     EventsListen {
         addr: std::net::SocketAddr,
@@ -106,6 +111,8 @@ pub struct ServeOptions {
     pub audit_sink: Option<crate::logging::SinkHealth>,
     /// Receive VOD events here instead of binding `[events] listen`.
     pub events_listener: Option<TcpListener>,
+    /// Shorter timings for the reliable-mode consumer (`[events.pull]`) than Tencent's.
+    pub pull_timing: Option<PullTiming>,
 }
 
 /// Aborts a spawned helper task (metrics endpoint, reloads) when the server returns.
@@ -253,6 +260,26 @@ pub async fn serve_with(
                 _ => None,
             }
         }
+        _ => None,
+    };
+
+    // Reliable mode: pulled events join the receiver's intake, so either way an event is
+    // stored once. The consumer stops with the drain and is joined before returning.
+    let pull_tasks = match (&tracker, &config.pull) {
+        (Some(tracker), Some(pull)) => Some(
+            PullTasks::spawn(
+                pull.api.clone(),
+                tracker.clone(),
+                metrics.clone(),
+                config
+                    .tracking
+                    .as_ref()
+                    .map_or(Duration::ZERO, |t| t.reconcile_after),
+                options.pull_timing.unwrap_or_default(),
+                draining_rx.clone(),
+            )
+            .map_err(ServerError::Pull)?,
+        ),
         _ => None,
     };
 
@@ -411,6 +438,13 @@ pub async fn serve_with(
                 grace_seconds = grace.as_secs_f64(),
                 "calls or streams still open after the shutdown grace period; closing anyway"
             );
+        }
+    }
+    if let Some(tasks) = pull_tasks {
+        // The consumer confirms what it stored before it returns; a confirm takes at most its
+        // timeout, so this stays within the grace period unless VOD is unreachable.
+        if tokio::time::timeout(grace, tasks.join()).await.is_err() {
+            tracing::warn!("the reliable-mode consumer did not stop within the grace period");
         }
     }
     Ok(())
