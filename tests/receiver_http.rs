@@ -862,7 +862,12 @@ async fn a_cursor_older_than_retention_is_out_of_range() {
         .await
         .unwrap()
         .upload_id;
-    assert_eq!(post_signed(&server, f1_for(&later, FILE_B, None)).await.status, 200);
+    assert_eq!(
+        post_signed(&server, f1_for(&later, FILE_B, None))
+            .await
+            .status,
+        200
+    );
     tokio::time::timeout(Duration::from_secs(5), watch.message())
         .await
         .unwrap()
