@@ -4,7 +4,7 @@
 //! - [`UploadId`]: the id that travels as the signature's `sourceContext`/`sessionContext`.
 //! - [`state`]: the pure derivation of an upload's state from the set of its events.
 //! - [`Tracker`]: the façade the receiver, the gRPC service and the pull loop call; it owns
-//!   a store ([`store`]: SQLite or PostgreSQL), group-commits received events, and runs the
+//!   a store (`store`: SQLite or PostgreSQL), group-commits received events, and runs the
 //!   expiry sweeper and retention in the background.
 
 mod cursor;
