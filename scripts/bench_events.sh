@@ -26,6 +26,8 @@ BIN=target/release/vod-signer
 LOAD=target/release/examples/events_load
 
 work=$(mktemp -d)
+# PostgreSQL runs as the `postgres` user, which must be able to reach its data directory below.
+chmod 711 "$work"
 server_pid=""
 pg_dir=""
 cleanup() {
