@@ -73,10 +73,10 @@ struct ChangeLog {
 }
 
 impl ChangeLog {
-    fn start(tracker: &Tracker) -> ChangeLog {
+    async fn start(tracker: &Tracker) -> ChangeLog {
         let changes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = changes.clone();
-        let mut stream = Box::pin(tracker.watch(CALLER, WatchStart::Now, None));
+        let mut stream = Box::pin(tracker.watch(CALLER, WatchStart::Now, None).await.unwrap());
         let task = tokio::spawn(async move {
             while let Some(change) = stream.next().await {
                 let change = change.expect("the watch keeps working");
@@ -159,7 +159,7 @@ async fn a_receiver_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     .await;
     let dir = TrackerDir::new();
     let tracker = dir.open().await;
-    let log = ChangeLog::start(&tracker);
+    let log = ChangeLog::start(&tracker).await;
     let ids = queue_uploads(&standin, &tracker, 120).await;
     let metrics = Arc::new(Metrics::new());
     let api = api_client(&standin.endpoint(), STANDIN_SECRET_KEY);
@@ -189,7 +189,7 @@ async fn a_receiver_restart_mid_stream_loses_nothing_and_doubles_nothing() {
 
     // Second run, on the tracker reopened from its file: a restarted process.
     let tracker = dir.open().await;
-    let log = ChangeLog::start(&tracker);
+    let log = ChangeLog::start(&tracker).await;
     let second = Running::start(Consumer::new(
         api.clone(),
         tracker.clone(),
@@ -270,7 +270,7 @@ async fn two_consumers_share_one_queue_without_duplicate_changes() {
     .await;
     let dir = TrackerDir::new();
     let tracker = dir.open().await;
-    let log = ChangeLog::start(&tracker);
+    let log = ChangeLog::start(&tracker).await;
     let ids = queue_uploads(&standin, &tracker, 100).await;
     // Every third confirm fails, so some events come back, possibly to the other consumer.
     standin.inject("ConfirmEvents", Fault::Error("InternalError"), 3);
@@ -326,7 +326,7 @@ async fn a_failed_or_late_confirm_means_redelivery_then_a_duplicate_not_a_loss()
     .await;
     let dir = TrackerDir::new();
     let tracker = dir.open().await;
-    let log = ChangeLog::start(&tracker);
+    let log = ChangeLog::start(&tracker).await;
     let ids = queue_uploads(&standin, &tracker, 10).await;
     // The first confirm fails outright; the second arrives after the window (error 4000).
     standin.inject("ConfirmEvents", Fault::Error("InternalError"), 1);
@@ -367,7 +367,7 @@ async fn a_pull_that_times_out_is_retried() {
     let standin = StandIn::start(StandInTiming::default()).await;
     let dir = TrackerDir::new();
     let tracker = dir.open().await;
-    let log = ChangeLog::start(&tracker);
+    let log = ChangeLog::start(&tracker).await;
     standin.inject("PullEvents", Fault::Hang(Duration::from_secs(5)), 1);
     let ids = queue_uploads(&standin, &tracker, 5).await;
     let metrics = Arc::new(Metrics::new());
@@ -549,7 +549,7 @@ async fn reconciliation_moves_stuck_uploads_to_ready_or_failed() {
         json!({"TaskType": "Procedure", "Status": "PROCESSING", "ProcedureTask": processing}),
     );
 
-    let log = ChangeLog::start(&tracker);
+    let log = ChangeLog::start(&tracker).await;
     let metrics = Arc::new(Metrics::new());
     let reconciler = Reconciler::new(
         api_client(&standin.endpoint(), STANDIN_SECRET_KEY),

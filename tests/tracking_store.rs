@@ -29,8 +29,7 @@ static T0: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
     now - 3600
 });
 
-/// A watch from the start of a fresh store's feed. (`WatchStart::Now` is the end of the
-/// feed when the stream is first polled, which a test cannot order against its own writes.)
+/// A watch from the start of a fresh store's feed.
 fn from_start() -> WatchStart {
     WatchStart::After("c0".into())
 }
@@ -180,7 +179,7 @@ mod cases {
         let upload = new_upload("u1", *T0, true);
         let id = upload.upload_id.as_str().to_owned();
         tracker.record_issued(vec![upload.clone()]).await.unwrap();
-        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None));
+        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None).await.unwrap());
         receive(&tracker, &new_file_upload(&id, "f1", Some("t1")), *T0 + 1).await;
         let change = next_change(&mut changes).await;
         assert_eq!(
@@ -240,7 +239,7 @@ mod cases {
         let upload = new_upload("u1", *T0, false);
         let id = upload.upload_id.as_str().to_owned();
         tracker.record_issued(vec![upload.clone()]).await.unwrap();
-        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None));
+        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None).await.unwrap());
         let body = new_file_upload(&id, "f1", None);
         assert_eq!(receive(&tracker, &body, *T0 + 1).await, Receipt::Applied);
         next_change(&mut changes).await;
@@ -376,7 +375,7 @@ mod cases {
         let id = upload.upload_id.as_str().to_owned();
         tracker.record_issued(vec![upload.clone()]).await.unwrap();
         receive(&tracker, &new_file_upload(&id, "f1", Some("t1")), *T0 + 1).await;
-        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None));
+        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None).await.unwrap());
         assert_eq!(next_change(&mut changes).await.event_type, "NewFileUpload");
         let body = procedure_changed(Some(&id), "f1", "t1", "FINISH");
         assert_eq!(
@@ -438,7 +437,7 @@ mod cases {
             *T0 + 1,
         )
         .await;
-        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None));
+        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None).await.unwrap());
         assert_eq!(
             tracker.expire_due(stale.expires_at).await.unwrap(),
             0,
@@ -507,7 +506,7 @@ mod cases {
         let tracker = b.open().await;
         let uploads: Vec<NewUpload> = (0..4).map(|i| new_upload("u1", *T0 + i, false)).collect();
         tracker.record_issued(uploads.clone()).await.unwrap();
-        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None));
+        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None).await.unwrap());
         for (i, u) in uploads.iter().enumerate() {
             receive(
                 &tracker,
@@ -525,15 +524,24 @@ mod cases {
         assert_eq!(order, expected);
         drop(changes);
         let resume_at = seen[1].cursor.clone();
-        let mut resumed =
-            Box::pin(tracker.watch(CALLER, WatchStart::After(resume_at.clone()), None));
+        let mut resumed = Box::pin(
+            tracker
+                .watch(CALLER, WatchStart::After(resume_at.clone()), None)
+                .await
+                .unwrap(),
+        );
         assert_eq!(next_change(&mut resumed).await.cursor, seen[2].cursor);
         assert_eq!(next_change(&mut resumed).await.cursor, seen[3].cursor);
         drop(resumed);
         drop(tracker);
         // A new process on the same store.
         let reopened = b.open().await;
-        let mut resumed = Box::pin(reopened.watch(CALLER, WatchStart::After(resume_at), None));
+        let mut resumed = Box::pin(
+            reopened
+                .watch(CALLER, WatchStart::After(resume_at), None)
+                .await
+                .unwrap(),
+        );
         assert_eq!(
             next_change(&mut resumed).await.upload.upload_id,
             uploads[2].upload_id
@@ -544,13 +552,22 @@ mod cases {
         );
         no_change(&mut resumed).await;
         // The user filter, and another caller's feed.
-        let mut filtered =
-            Box::pin(reopened.watch(CALLER, WatchStart::After("c0".into()), Some("u2".into())));
+        let mut filtered = Box::pin(
+            reopened
+                .watch(CALLER, WatchStart::After("c0".into()), Some("u2".into()))
+                .await
+                .unwrap(),
+        );
         no_change(&mut filtered).await;
-        let mut theirs = Box::pin(reopened.watch("other", WatchStart::After("c0".into()), None));
+        let mut theirs = Box::pin(
+            reopened
+                .watch("other", WatchStart::After("c0".into()), None)
+                .await
+                .unwrap(),
+        );
         no_change(&mut theirs).await;
         // From the end: nothing old, then what comes next.
-        let mut live = Box::pin(reopened.watch(CALLER, WatchStart::Now, None));
+        let mut live = Box::pin(reopened.watch(CALLER, WatchStart::Now, None).await.unwrap());
         let started = tokio::time::timeout(Duration::from_millis(300), live.next()).await;
         assert!(started.is_err(), "nothing before the end: {started:?}");
         let late = new_upload("u1", *T0 + 20, false);
@@ -565,16 +582,18 @@ mod cases {
             next_change(&mut live).await.upload.upload_id,
             late.upload_id
         );
-        let mut bad = Box::pin(reopened.watch(CALLER, WatchStart::After("x".into()), None));
-        assert_eq!(bad.next().await, Some(Err(TrackingError::InvalidCursor)));
-        assert_eq!(bad.next().await, None);
+        let bad = reopened
+            .watch(CALLER, WatchStart::After("x".into()), None)
+            .await
+            .err();
+        assert_eq!(bad, Some(TrackingError::InvalidCursor));
     }
 
     pub async fn retention_prunes_and_old_cursors_expire(b: &impl Backend) {
         let tracker = b.open().await;
         let old = new_upload("u1", *T0, false);
         tracker.record_issued(vec![old.clone()]).await.unwrap();
-        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None));
+        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None).await.unwrap());
         receive(
             &tracker,
             &new_file_upload(old.upload_id.as_str(), "f1", None),
@@ -595,11 +614,11 @@ mod cases {
             None
         );
         let before_it = format!("c{}", old_cursor[1..].parse::<i64>().unwrap() - 1);
-        let mut expired = Box::pin(tracker.watch(CALLER, WatchStart::After(before_it), None));
-        assert_eq!(
-            expired.next().await,
-            Some(Err(TrackingError::CursorExpired))
-        );
+        let expired = tracker
+            .watch(CALLER, WatchStart::After(before_it), None)
+            .await
+            .err();
+        assert_eq!(expired, Some(TrackingError::CursorExpired));
         // New changes go on after the pruned part.
         let fresh = new_upload("u1", later, false);
         tracker.record_issued(vec![fresh.clone()]).await.unwrap();
@@ -610,11 +629,72 @@ mod cases {
         )
         .await;
         let first_kept = format!("c{}", old_cursor[1..].parse::<i64>().unwrap());
-        let mut changes = Box::pin(tracker.watch(CALLER, WatchStart::After(first_kept), None));
+        let mut changes = Box::pin(
+            tracker
+                .watch(CALLER, WatchStart::After(first_kept), None)
+                .await
+                .unwrap(),
+        );
         assert_eq!(
             next_change(&mut changes).await.upload.upload_id,
             fresh.upload_id
         );
+    }
+
+    pub async fn watch_now_starts_when_asked_not_when_polled(b: &impl Backend) {
+        let tracker = b.open().await;
+        let before = new_upload("u1", *T0, false);
+        tracker.record_issued(vec![before.clone()]).await.unwrap();
+        receive(
+            &tracker,
+            &new_file_upload(before.upload_id.as_str(), "f1", None),
+            *T0 + 1,
+        )
+        .await;
+        let mut live = Box::pin(tracker.watch(CALLER, WatchStart::Now, None).await.unwrap());
+        // Written after the watch was asked for, before it is first polled.
+        let after = new_upload("u1", *T0 + 2, false);
+        tracker.record_issued(vec![after.clone()]).await.unwrap();
+        receive(
+            &tracker,
+            &new_file_upload(after.upload_id.as_str(), "f2", None),
+            *T0 + 3,
+        )
+        .await;
+        assert_eq!(
+            next_change(&mut live).await.upload.upload_id,
+            after.upload_id
+        );
+        no_change(&mut live).await;
+    }
+
+    pub async fn a_live_watcher_behind_retention_is_told(b: &impl Backend) {
+        let tracker = b.open().await;
+        let old = new_upload("u1", *T0, false);
+        tracker.record_issued(vec![old.clone()]).await.unwrap();
+        let mut behind = Box::pin(tracker.watch(CALLER, from_start(), None).await.unwrap());
+        receive(
+            &tracker,
+            &new_file_upload(old.upload_id.as_str(), "f1", None),
+            *T0 + 1,
+        )
+        .await;
+        // The watcher has not read that change when retention removes it.
+        let later = *T0 + 31 * 86_400;
+        tracker.prune(later).await.unwrap();
+        let fresh = new_upload("u1", later, false);
+        tracker.record_issued(vec![fresh.clone()]).await.unwrap();
+        receive(
+            &tracker,
+            &new_file_upload(fresh.upload_id.as_str(), "f2", None),
+            later + 1,
+        )
+        .await;
+        let next = tokio::time::timeout(Duration::from_secs(5), behind.next())
+            .await
+            .expect("an answer, not a wait");
+        assert_eq!(next, Some(Err(TrackingError::CursorExpired)));
+        assert_eq!(behind.next().await, None);
     }
 
     pub async fn concurrent_receives_are_all_stored(b: &impl Backend) {
@@ -697,6 +777,8 @@ both!(
     list_uploads_pages_newest_first,
     watch_resumes_exactly_after_a_cursor_also_after_a_restart,
     retention_prunes_and_old_cursors_expire,
+    watch_now_starts_when_asked_not_when_polled,
+    a_live_watcher_behind_retention_is_told,
     concurrent_receives_are_all_stored,
     record_issued_refuses_a_tracked_id,
 );
@@ -711,7 +793,7 @@ mod postgres_replicas {
         let (one, two) = (db.open().await, db.open().await);
         let uploads: Vec<NewUpload> = (0..20).map(|i| new_upload("u1", *T0 + i, false)).collect();
         one.record_issued(uploads.clone()).await.unwrap();
-        let mut on_two = Box::pin(two.watch(CALLER, from_start(), None));
+        let mut on_two = Box::pin(two.watch(CALLER, from_start(), None).await.unwrap());
         let body = new_file_upload(uploads[0].upload_id.as_str(), "f0", None);
         assert_eq!(receive(&one, &body, *T0 + 1).await, Receipt::Applied);
         let change = next_change(&mut on_two).await;

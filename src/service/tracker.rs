@@ -139,6 +139,8 @@ impl UploadTracker for TrackerService {
         };
         let changes = tracker
             .watch(&caller, start, user_id)
+            .await
+            .map_err(|e| Status::from(ServiceError::from(e)))?
             .map(|item| {
                 item.map(upload_convert::change)
                     .map_err(|e| Status::from(ServiceError::from(e)))

@@ -166,16 +166,20 @@ impl Tracker {
         })
     }
 
-    /// Changes to `caller`'s uploads (optionally one user's) after `start`, live. The stream
-    /// ends after its first error (the store failed, or the cursor is bad or expired); a
-    /// client resumes with the last cursor it saw.
-    pub fn watch(
+    /// Changes to `caller`'s uploads (optionally one user's) after `start`, live. A bad or
+    /// expired cursor is refused here. The stream ends after its first error (the store
+    /// failed, or retention removed changes it had not read); a client resumes with the last
+    /// cursor it saw.
+    pub async fn watch(
         &self,
         caller: &str,
         start: WatchStart,
         user_id: Option<String>,
-    ) -> impl Stream<Item = Result<UploadChange, TrackingError>> + Send + 'static {
-        super::watch::changes(self.inner.clone(), caller.to_owned(), start, user_id)
+    ) -> Result<
+        impl Stream<Item = Result<UploadChange, TrackingError>> + Send + 'static,
+        TrackingError,
+    > {
+        super::watch::changes(self.inner.clone(), caller.to_owned(), start, user_id).await
     }
 
     /// Files with a procedure task and no terminal event, whose upload has not changed for

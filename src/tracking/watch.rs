@@ -24,30 +24,44 @@ struct Watch {
     wake: watch::Receiver<u64>,
     caller: String,
     user_id: Option<String>,
-    start: Option<WatchStart>,
     position: i64,
     buffered: VecDeque<StoredChange>,
     failed: bool,
 }
 
-pub(super) fn changes(
+/// Anchors the feed at `start` before returning, so "now" is the end of the feed when the
+/// watch is asked for (not when its first change is polled), and a bad or expired cursor is
+/// refused at once rather than as the stream's first item.
+pub(super) async fn changes(
     inner: Arc<Inner>,
     caller: String,
     start: WatchStart,
     user_id: Option<String>,
-) -> impl Stream<Item = Result<UploadChange, TrackingError>> + Send + 'static {
-    let wake = inner.feed.subscribe();
+) -> Result<impl Stream<Item = Result<UploadChange, TrackingError>> + Send + 'static, TrackingError>
+{
+    let mut wake = inner.feed.subscribe();
+    wake.borrow_and_update();
+    let (last, pruned_through) = inner.store.feed_bounds().await?;
+    let position = match start {
+        WatchStart::Now => last,
+        WatchStart::After(cursor) => {
+            let position = decode_cursor(&cursor)?;
+            if position < pruned_through {
+                return Err(TrackingError::CursorExpired);
+            }
+            position
+        }
+    };
     let state = Watch {
         inner,
         wake,
         caller,
         user_id: user_id.filter(|u| !u.is_empty()),
-        start: Some(start),
-        position: 0,
+        position,
         buffered: VecDeque::new(),
         failed: false,
     };
-    stream::unfold(state, |mut state| async move {
+    Ok(stream::unfold(state, |mut state| async move {
         if state.failed {
             return None;
         }
@@ -58,25 +72,11 @@ pub(super) fn changes(
                 Some((Err(error), state))
             }
         }
-    })
+    }))
 }
 
 impl Watch {
     async fn next(&mut self) -> Result<UploadChange, TrackingError> {
-        if let Some(start) = self.start.take() {
-            self.wake.borrow_and_update();
-            let (last, pruned_through) = self.inner.store.feed_bounds().await?;
-            self.position = match start {
-                WatchStart::Now => last,
-                WatchStart::After(cursor) => {
-                    let position = decode_cursor(&cursor)?;
-                    if position < pruned_through {
-                        return Err(TrackingError::CursorExpired);
-                    }
-                    position
-                }
-            };
-        }
         loop {
             if let Some(change) = self.buffered.pop_front() {
                 self.position = change.position;
@@ -98,7 +98,16 @@ impl Watch {
                     READ_AHEAD,
                 )
                 .await?;
-            if !read.is_empty() {
+            if let Some(first) = read.first() {
+                // Positions can skip (another caller's changes, a rolled-back PostgreSQL
+                // insert), but a retention pass may also have removed changes this watcher
+                // had not read yet: then it must not go on as if it had seen them all.
+                if first.position > self.position + 1 {
+                    let (_, pruned_through) = self.inner.store.feed_bounds().await?;
+                    if pruned_through > self.position {
+                        return Err(TrackingError::CursorExpired);
+                    }
+                }
                 self.buffered.extend(read);
                 continue;
             }

@@ -74,6 +74,12 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS events_by_file ON events (file_id)",
     "CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id)",
     "CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at)",
+    // Procedure events still waiting for their upload: linking searches these only, not
+    // every unmatched event.
+    "CREATE INDEX IF NOT EXISTS waiting_by_file ON events (file_id)
+        WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
+    "CREATE INDEX IF NOT EXISTS waiting_by_task ON events (task_id)
+        WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
     "CREATE TABLE IF NOT EXISTS changes (
         position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         upload_id TEXT NOT NULL,

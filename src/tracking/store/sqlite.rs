@@ -53,6 +53,12 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS events_by_file ON events (file_id)",
     "CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id)",
     "CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at)",
+    // Procedure events still waiting for their upload. Most stored events never match an
+    // upload (untracked uploads, other event types), so linking must not search all of those.
+    "CREATE INDEX IF NOT EXISTS waiting_by_file ON events (file_id)
+        WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
+    "CREATE INDEX IF NOT EXISTS waiting_by_task ON events (task_id)
+        WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
     "CREATE TABLE IF NOT EXISTS changes (
         position INTEGER PRIMARY KEY AUTOINCREMENT,
         upload_id TEXT NOT NULL,
@@ -395,10 +401,18 @@ impl BatchTx for SqliteTx {
                     .push_bind(&link.file_id)
                     .push_bind(&link.task_id);
             });
+            // Without statistics SQLite would search `events_by_upload` for NULL, that is
+            // every unmatched event, once per link; the waiting indexes are named instead.
             query.push(
                 ") UPDATE events SET upload_id = l.upload_id FROM l
-                 WHERE events.upload_id IS NULL AND events.event_type = 'ProcedureStateChanged'
-                   AND (events.file_id = l.file_id OR events.task_id = l.task_id)
+                 WHERE events.rowid IN (
+                   SELECT rowid FROM events INDEXED BY waiting_by_file
+                    WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'
+                      AND file_id = l.file_id
+                   UNION
+                   SELECT rowid FROM events INDEXED BY waiting_by_task
+                    WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'
+                      AND task_id = l.task_id)
                  RETURNING events.upload_id",
             );
             touched.extend(
