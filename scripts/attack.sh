@@ -11,7 +11,8 @@
 # 2. $SOCKETS silent and $SOCKETS preface-only connections: the server's memory, 20 real
 #    calls while they are open, and how long SIGTERM takes with them open.
 # 3. One caller issues to $QUOTA_USERS distinct user_ids (the in-process quota table holds
-#    200,000 pairs); then another caller's new users must still get signatures.
+#    100,000 users per caller and minute); then another caller's new users must still get
+#    signatures.
 #
 # Everything listens on and connects to 127.0.0.1 only. Each `RESULT` line says what was done
 # and what the real callers got.

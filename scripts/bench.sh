@@ -26,9 +26,13 @@
 #                   to $OPEN_OVERLOAD_CONC calls in flight over $OVERLOAD_CONNS connections.
 #                   More is offered than either server can answer, so the backlog (and the
 #                   latency, counted from each call's scheduled time) grows for the whole run;
-#                   "ok/s answered" is what each server delivered. The servers hold at most
-#                   $OPEN_OVERLOAD_CONC of it (below the signer's default max_concurrent_requests,
-#                   4096, so it refuses nothing); the rest waits in the generator, as callers would.
+#                   "ok/s answered" is what each server delivered. At most $OPEN_OVERLOAD_CONC
+#                   calls are in flight; the rest waits in the generator, as callers would. With
+#                   its default [transport] the signer lets each connection open 64 streams
+#                   (max_concurrent_streams), so the generator's HTTP/2 stack holds back the
+#                   excess; of the streams open it admits 256 (max_concurrent_requests,
+#                   at most 64 per connection), lets the others wait up to 20 ms
+#                   (max_queue_delay_ms) for a place and refuses them with UNAVAILABLE after.
 #   batch           IssueSignatureBatch (count=100) against the signer once, in signatures/s
 # Memory: VmRSS before any load ("idle"), the highest VmRSS sampled during each overload
 # phase, and VmHWM at the end, from /proc/PID/status.

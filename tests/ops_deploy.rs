@@ -1,6 +1,6 @@
 //! The configurations shipped in `deploy/` load with the real parser once their placeholders
 //! are filled in, so they cannot drift from what the server accepts; and the manifests say
-//! what the README promises (probes on the health service, keys from a Secret, replicas).
+//! what docs/operations.md promises (probes on the health service, keys from a Secret, replicas).
 
 mod ops_support;
 

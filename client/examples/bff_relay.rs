@@ -8,7 +8,7 @@
 //! cargo run -- serve --dev &
 //! SIGNER_TOKEN=dev-token-published-not-a-secret \
 //!     cargo run -p vod-signer-client --example bff_relay &
-//! curl -s -H 'x-user-id: u-1' http://127.0.0.1:8080/upload-signature
+//! curl -s -H 'x-user-id: u-1' http://127.0.0.1:8081/upload-signature
 //! ```
 //!
 //! Plain tokio, no web framework, to keep the example about the client. A real BFF takes the
@@ -90,7 +90,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .endpoint(endpoint)
         .bearer_token(BearerToken::new(std::env::var("SIGNER_TOKEN")?)?)
         .build()?;
-    let listener = TcpListener::bind("127.0.0.1:8080").await?;
+    // Not 8080: `serve --dev` receives VOD's event notifications there.
+    let listener = TcpListener::bind("127.0.0.1:8081").await?;
     eprintln!("BFF on http://{}/upload-signature", listener.local_addr()?);
     loop {
         let (socket, _) = listener.accept().await?;

@@ -47,6 +47,11 @@ mod token;
 mod tracker;
 mod uploads;
 
+// The README's examples run as doctests, so the crate's front page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// The generated `vod.signer.v1` messages and raw tonic client, for what the typed API does not
 /// cover. Prefer [`SignerClient`]: it adds authentication, deadlines and retries.
 #[allow(missing_docs)]

@@ -232,7 +232,7 @@ Reliable mode (VOD's PULL queue) against a local stand-in of the VOD API:
   then serve a config file with this secretId and key as the active [[keys]] entry, and
       [events.pull]
       endpoint = \"http://127.0.0.1:9100\"
-  (README, \"Reliable event delivery (PULL) and reconciliation\")
+  (docs/events.md, \"PULL consumer\" and \"Trying PULL locally\")
 ==========================================="
     );
 }

@@ -56,10 +56,9 @@ const DEFAULT_KEEPALIVE_INTERVAL_SECONDS: u32 = 30;
 /// Default of `max_concurrent_requests`: calls accepted and not yet answered, queued or
 /// running. A call is tens of microseconds of CPU, so 256 calls are a few milliseconds of work
 /// for two cores; beyond that, calls only wait longer, and the wait is not fair (calls that
-/// arrived on one connection run in a batch). Measured on 2 cores with 1,000 streams of
-/// closed-loop load: unbounded, every call is served but p99 is 40-80 ms; at 256, about 40% of
-/// calls are refused at once, the accepted ones have p99 near 30 ms, and more calls succeed per
-/// second than unbounded (see BENCHMARKS.md). Clients retry UNAVAILABLE with backoff.
+/// arrived on one connection run in a batch). Under heavy closed-loop load this bound served
+/// more calls per second, with a shorter tail, than no bound (BENCHMARKS.md, "Measurements
+/// behind design choices"). Clients retry UNAVAILABLE with backoff.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 256;
 /// Default of `max_concurrent_streams` (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection).
 /// 0 in the file advertises no limit, and one client could then open any number of streams.
@@ -195,7 +194,7 @@ pub struct TransportSettings {
     /// Connections are closed gracefully after this long, so clients reconnect and spread
     /// over new replicas; `None` keeps them for ever.
     pub max_connection_age: Option<Duration>,
-    /// Largest request message accepted; larger ones are refused with RESOURCE_EXHAUSTED.
+    /// Largest request message accepted; larger ones are refused with OUT_OF_RANGE.
     pub max_request_bytes: usize,
     /// `UploadSigner` calls handled at once, over all connections; more are refused at once
     /// with UNAVAILABLE. `None` (0 in the file) sets no bound.

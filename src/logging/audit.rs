@@ -2,11 +2,11 @@
 //! log lines (plain or JSON), written by hand.
 //!
 //! The service emits an audit event for every signature it issues, so this formatter runs as
-//! often as the service signs. tracing-subscriber's general formatter cost about 4 µs of CPU
-//! per event here (measured against a server with the audit log off), more than auth, policy
-//! and signing together: it formats every value through `Debug`, and the timestamp through
-//! several `Display` calls. Audit events have a fixed shape (short text and integer fields),
-//! so a direct writer does the same job in a fraction of that.
+//! often as the service signs. tracing-subscriber's general formatter cost more per event than
+//! auth, policy and signing together (BENCHMARKS.md has the numbers): it formats every value
+//! through `Debug`, and the timestamp through several `Display` calls. Audit events have a
+//! fixed shape (short text and integer fields), so a direct writer does the same job in a
+//! fraction of that.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;

@@ -24,8 +24,8 @@ const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// Appends `value` percent-encoded (upper-case hex, as `percent-encoding` and the samples do).
 ///
 /// Hand-rolled rather than `percent_encoding::utf8_percent_encode`: that iterator yields one
-/// `&str` per escaped byte, and appending those one by one made signing a 600-character CJK
-/// `sessionContext` twice as slow as MACing it. Here the worst case (every byte escaped) is
+/// `&str` per escaped byte, and appending those one by one cost about as much as the MAC
+/// itself on long non-ASCII contexts (BENCHMARKS.md). Here the worst case (every byte escaped) is
 /// reserved once and every byte is written in place, with no capacity check per byte.
 pub(crate) fn push_encoded(out: &mut Vec<u8>, value: &str) {
     let start = out.len();
