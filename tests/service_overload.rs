@@ -162,7 +162,7 @@ async fn with_a_tight_queue_bound_a_burst_gets_only_ok_or_unavailable() {
             Ok(()) => ok += 1,
             // A shed call is answered before its message is read, and the stream is then
             // reset (RST_STREAM NO_ERROR); a client whose message crosses that reset sees a
-            // transport error, which tonic also reports as UNAVAILABLE (see examples/loadgen.rs).
+            // transport error, which tonic also reports as UNAVAILABLE (see benches/tools/loadgen.rs).
             Err((Code::Unavailable, message)) => {
                 assert!(
                     message.contains("overloaded") || message.contains("h2 protocol error"),
