@@ -4,30 +4,13 @@
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
-use vod_signer::config::Config;
+use vod_signer::testing::{TestServer, config_from, sha256_hex};
 
 const TOKEN: &str = "cli-test-token-5f1c";
 const TOKEN_VAR: &str = "VOD_SIGNER_CLI_TEST_TOKEN";
 
-struct Server {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("key"), "cli-test-secret-key").unwrap();
+async fn start() -> TestServer {
     let text = format!(
         r#"
 [[keys]]
@@ -39,25 +22,9 @@ name = "cli"
 token_sha256 = "{}"
 allowed_procedures = ["review"]
 "#,
-        hex::encode(Sha256::digest(TOKEN.as_bytes()))
+        sha256_hex(TOKEN)
     );
-    let config = Config::from_toml_str(&text, dir.path()).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        vod_signer::server::serve(config, listener, shutdown)
-            .await
-            .unwrap();
-    });
-    Server {
-        addr,
-        stop: Some(stop),
-        _dir: dir,
-    }
+    TestServer::start(config_from(&text, &[("key", "cli-test-secret-key")])).await
 }
 
 /// Runs the binary with `args`, the token in its environment under `TOKEN_VAR`.

@@ -13,23 +13,19 @@ use receiver_support::*;
 use serde_json::json;
 use vod_signer::proto::v1 as pb;
 use vod_signer::pull::{BackoffPolicy, PullTiming};
-use vod_signer::server::ServeOptions;
 
-fn options() -> ServeOptions {
-    ServeOptions {
-        pull_timing: Some(PullTiming {
-            pull_timeout: Duration::from_secs(2),
-            confirm_timeout: Duration::from_secs(1),
-            confirm_window: Duration::from_millis(1_500),
-            batches_in_flight: 4,
-            backoff: BackoffPolicy {
-                base: Duration::from_millis(20),
-                max: Duration::from_millis(200),
-                rate_limited: Duration::from_millis(100),
-                auth_failure: Duration::from_millis(500),
-            },
-        }),
-        ..ServeOptions::default()
+fn fast_timing() -> PullTiming {
+    PullTiming {
+        pull_timeout: Duration::from_secs(2),
+        confirm_timeout: Duration::from_secs(1),
+        confirm_window: Duration::from_millis(1_500),
+        batches_in_flight: 4,
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+            rate_limited: Duration::from_millis(100),
+            auth_failure: Duration::from_millis(500),
+        },
     }
 }
 
@@ -62,7 +58,11 @@ async fn pulled_and_pushed_events_feed_one_intake() {
         &standin,
         "reconcile_after_seconds = 0",
     ));
-    let server = EventsServer::start_with(config, options()).await;
+    let server = TestServer::builder(config)
+        .events()
+        .pull_timing(fast_timing())
+        .start()
+        .await;
     let issued = issue(&server, TRACKED, "alice", pb::UploadParams::default())
         .await
         .unwrap();
@@ -108,7 +108,11 @@ async fn pull_alone_needs_no_listener_and_reconciles_stuck_uploads() {
     assert!(!base.contains("path_token_file"));
     let config = dir.config(&with_pull(base, &standin, "reconcile_after_seconds = 1"));
     assert!(config.events.as_ref().is_some_and(|e| e.listen.is_none()));
-    let server = EventsServer::start_with(config, options()).await;
+    let server = TestServer::builder(config)
+        .events()
+        .pull_timing(fast_timing())
+        .start()
+        .await;
 
     let issued = issue(
         &server,

@@ -15,7 +15,6 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use vod_signer::server::ServeOptions;
 
 const SERVICE: &str = "vod.signer.v1.UploadSigner";
 
@@ -71,12 +70,12 @@ async fn issuance_stops_while_the_audit_output_fails_and_resumes_when_it_recover
             .unwrap();
     let dir = ConfigDir::new();
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let options = ServeOptions {
-        audit_sink: Some(guard.health()),
-        ..ServeOptions::default()
-    };
-    let server = OpsServer::start_with(dir.load(), options).await;
-    let mut client = server.client().await;
+    let server = TestServer::builder(dir.load())
+        .metrics()
+        .audit_sink(guard.health())
+        .start()
+        .await;
+    let mut client = server.signer().await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()

@@ -43,7 +43,7 @@ fn server_config(dir: &ConfigDir, transport: &str) -> vod_signer::config::Config
 #[tokio::test]
 async fn a_client_that_never_sends_the_preface_is_dropped() {
     let dir = ConfigDir::new();
-    let server = OpsServer::start(server_config(&dir, "handshake_timeout_seconds = 1")).await;
+    let server = start_metered(server_config(&dir, "handshake_timeout_seconds = 1")).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let mut partial = TcpStream::connect(server.addr).await.unwrap();
     // Half of the preface, then nothing.
@@ -65,7 +65,7 @@ async fn a_client_that_never_sends_the_preface_is_dropped() {
     );
 
     // A client that speaks HTTP/2 stays past the timeout and is served.
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     issue(&mut client, "alice").await.unwrap();
     let metrics = server.metrics().await;
@@ -106,7 +106,7 @@ async fn over_tls_a_silent_client_is_dropped_before_and_after_its_handshake() {
     let (cert, key) = ca.leaf("localhost");
     dir.write("server.pem", &cert);
     dir.write("server.key", &key);
-    let server = OpsServer::start(server_config(
+    let server = start_metered(server_config(
         &dir,
         "handshake_timeout_seconds = 1\n[tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"",
     ))
@@ -150,7 +150,7 @@ async fn idle_http2(addr: SocketAddr) -> TcpStream {
 #[tokio::test]
 async fn connections_beyond_max_connections_are_closed_at_once() {
     let dir = ConfigDir::new();
-    let server = OpsServer::start(server_config(&dir, "max_connections = 3")).await;
+    let server = start_metered(server_config(&dir, "max_connections = 3")).await;
     let mut open = Vec::new();
     for _ in 0..3 {
         open.push(idle_http2(server.addr).await);
@@ -169,7 +169,7 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
     // A place frees when a connection closes.
     open.pop();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     issue(&mut client, "alice").await.unwrap();
     let metrics = server.metrics().await;
     assert_eq!(
@@ -187,7 +187,7 @@ async fn connections_beyond_max_connections_are_closed_at_once() {
 async fn shutdown_with_idle_and_half_open_connections_is_quick() {
     let dir = ConfigDir::new();
     // The default grace period (10 s): what a slow shutdown would wait for.
-    let server = OpsServer::start(server_config(&dir, "")).await;
+    let server = start_metered(server_config(&dir, "")).await;
     let mut held = Vec::new();
     for _ in 0..5 {
         // Connected, not a byte sent.
@@ -196,7 +196,7 @@ async fn shutdown_with_idle_and_half_open_connections_is_quick() {
         held.push(idle_http2(server.addr).await);
     }
     // A well-behaved idle client, and one with a health watch open.
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     issue(&mut client, "alice").await.unwrap();
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
@@ -226,7 +226,7 @@ async fn shutdown_with_idle_and_half_open_connections_is_quick() {
 #[tokio::test]
 async fn health_watches_are_bounded() {
     let dir = ConfigDir::new();
-    let server = OpsServer::start(server_config(&dir, "max_health_watches = 2")).await;
+    let server = start_metered(server_config(&dir, "max_health_watches = 2")).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()
@@ -249,7 +249,7 @@ async fn health_watches_are_bounded() {
     );
     // Check still answers, and calls are served.
     health.check(watch()).await.unwrap();
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     issue(&mut client, "alice").await.unwrap();
 
     // A watch that ends gives its place back.

@@ -10,8 +10,8 @@ use vod_signer::proto::v1 as pb;
 async fn metrics_count_calls_codes_issuance_verification_and_latency() {
     let dir = ConfigDir::new();
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
 
     let issued = issue(&mut client, "alice").await.unwrap();
     issue(&mut client, "bob").await.unwrap();
@@ -98,7 +98,7 @@ async fn metrics_count_calls_codes_issuance_verification_and_latency() {
         assert!(!text.contains(secret));
     }
 
-    let (status, _) = http_get(server.metrics_addr, "/").await;
+    let (status, _) = http_get(server.metrics_addr.unwrap(), "/").await;
     assert_eq!(status, 404);
     server.stop().await;
 }
@@ -107,7 +107,7 @@ async fn metrics_count_calls_codes_issuance_verification_and_latency() {
 async fn health_checks_and_unknown_methods_are_counted_under_fixed_labels() {
     let dir = ConfigDir::new();
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let server = OpsServer::start(dir.load()).await;
+    let server = start_metered(dir.load()).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .connect()

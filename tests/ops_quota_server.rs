@@ -11,7 +11,6 @@ use ops_support::server::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 use vod_signer::proto::v1 as pb;
-use vod_signer::service::Clock;
 
 /// The start of a quota window, for servers on a manual clock.
 const T0: i64 = 1_800_000_000;
@@ -37,10 +36,18 @@ fn quota_dir(redis_url: Option<&str>, on_store_error: &str, limit: u32) -> Confi
 async fn two_servers_sharing_one_redis_enforce_one_limit_with_retry_info() {
     let redis = RedisServer::start();
     let dir = quota_dir(Some(&redis.url()), "deny", 3);
-    let clock = Clock::manual(T0 + 15);
-    let a = OpsServer::start_with_clock(dir.load(), clock.clone()).await;
-    let b = OpsServer::start_with_clock(dir.load(), clock.clone()).await;
-    let (mut client_a, mut client_b) = (a.client().await, b.client().await);
+    let clock = ManualClock::new(T0 + 15);
+    let a = TestServer::builder(dir.load())
+        .metrics()
+        .clock(&clock)
+        .start()
+        .await;
+    let b = TestServer::builder(dir.load())
+        .metrics()
+        .clock(&clock)
+        .start()
+        .await;
+    let (mut client_a, mut client_b) = (a.signer().await, b.signer().await);
 
     issue(&mut client_a, "alice").await.unwrap();
     issue(&mut client_b, "alice").await.unwrap();
@@ -83,8 +90,13 @@ async fn two_servers_sharing_one_redis_enforce_one_limit_with_retry_info() {
 #[tokio::test]
 async fn a_batch_takes_its_whole_count_or_nothing() {
     let dir = quota_dir(None, "deny", 5);
-    let server = OpsServer::start_with_clock(dir.load(), Clock::manual(T0)).await;
-    let mut client = server.client().await;
+    let clock = ManualClock::new(T0);
+    let server = TestServer::builder(dir.load())
+        .metrics()
+        .clock(&clock)
+        .start()
+        .await;
+    let mut client = server.signer().await;
     let batch = |count| {
         authed(
             pb::IssueSignatureBatchRequest {
@@ -120,8 +132,8 @@ async fn a_batch_takes_its_whole_count_or_nothing() {
 async fn redis_down_with_deny_refuses_issuance_as_unavailable() {
     let mut redis = RedisServer::start();
     let dir = quota_dir(Some(&redis.url()), "deny", 100);
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
     let issued = issue(&mut client, "alice").await.unwrap();
 
     redis.stop();
@@ -145,8 +157,8 @@ async fn redis_down_with_deny_refuses_issuance_as_unavailable() {
 async fn redis_down_with_allow_keeps_issuing_and_counts_the_failures() {
     let mut redis = RedisServer::start();
     let dir = quota_dir(Some(&redis.url()), "allow", 1);
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
     issue(&mut client, "alice").await.unwrap();
 
     redis.stop();
@@ -169,8 +181,8 @@ async fn redis_down_with_allow_keeps_issuing_and_counts_the_failures() {
 async fn a_server_starts_while_redis_is_unreachable() {
     let port = RedisServer::start().port(); // started and stopped again: nothing listens
     let dir = quota_dir(Some(&format!("redis://127.0.0.1:{port}/")), "deny", 5);
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
     assert_eq!(
         issue(&mut client, "alice").await.unwrap_err().code(),
         Code::Unavailable
@@ -181,8 +193,13 @@ async fn a_server_starts_while_redis_is_unreachable() {
 #[tokio::test]
 async fn a_reload_changes_the_limit() {
     let dir = quota_dir(None, "deny", 1);
-    let server = OpsServer::start_with_clock(dir.load(), Clock::manual(T0)).await;
-    let mut client = server.client().await;
+    let clock = ManualClock::new(T0);
+    let server = TestServer::builder(dir.load())
+        .metrics()
+        .clock(&clock)
+        .start()
+        .await;
+    let mut client = server.signer().await;
     issue(&mut client, "alice").await.unwrap();
     assert!(issue(&mut client, "alice").await.is_err());
 

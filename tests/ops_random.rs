@@ -33,8 +33,8 @@ fn one_time(user: &str, one_time_valid: bool) -> pb::IssueSignatureRequest {
 }
 
 /// Every `random` that `BATCHES` one-time batches from `server` got.
-async fn randoms(server: &OpsServer) -> Vec<u32> {
-    let mut client = server.client().await;
+async fn randoms(server: &TestServer) -> Vec<u32> {
+    let mut client = server.signer().await;
     let mut values = Vec::with_capacity(BATCHES * PER_BATCH as usize);
     for i in 0..BATCHES {
         let batch = client
@@ -53,7 +53,7 @@ async fn randoms(server: &OpsServer) -> Vec<u32> {
     values
 }
 
-async fn assert_fleet_unique(servers: &[OpsServer]) {
+async fn assert_fleet_unique(servers: &[TestServer]) {
     let all = futures_join(servers).await;
     let mut seen = HashSet::with_capacity(REPLICAS * BATCHES * PER_BATCH as usize);
     let repeats = all.iter().flatten().filter(|v| !seen.insert(**v)).count();
@@ -61,7 +61,7 @@ async fn assert_fleet_unique(servers: &[OpsServer]) {
     assert_eq!(seen.len(), REPLICAS * BATCHES * PER_BATCH as usize);
 }
 
-async fn futures_join(servers: &[OpsServer]) -> Vec<Vec<u32>> {
+async fn futures_join(servers: &[TestServer]) -> Vec<Vec<u32>> {
     let (a, b, c) = tokio::join!(
         randoms(&servers[0]),
         randoms(&servers[1]),
@@ -82,7 +82,7 @@ async fn replicas_sharing_redis_never_repeat_a_random() {
     ));
     let mut servers = Vec::new();
     for _ in 0..REPLICAS {
-        servers.push(OpsServer::start(dir.load()).await);
+        servers.push(start_metered(dir.load()).await);
     }
     assert_fleet_unique(&servers).await;
 }
@@ -99,7 +99,7 @@ async fn replicas_with_distinct_instance_ids_never_repeat_a_random() {
             &format!("instance_id = {id}\n{NO_SHEDDING}"),
             "",
         ));
-        servers.push(OpsServer::start(dir.load()).await);
+        servers.push(start_metered(dir.load()).await);
         dirs.push(dir);
     }
     assert_fleet_unique(&servers).await;
@@ -132,8 +132,8 @@ async fn with_redis_down_one_time_signatures_are_refused_and_others_issued() {
         "",
     ));
     redis.stop();
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
     let refused = client
         .issue_signature(authed(one_time("alice", true), TOKEN))
         .await

@@ -14,8 +14,8 @@ use tonic::Code;
 async fn a_reload_rotates_the_signing_key_and_old_signatures_still_verify() {
     let dir = ConfigDir::new();
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
     let before = issue(&mut client, "alice").await.unwrap();
     assert_eq!(before.secret_id, KEY_A.0);
 
@@ -45,8 +45,8 @@ async fn a_reload_rotates_the_signing_key_and_old_signatures_still_verify() {
 async fn a_failed_reload_changes_nothing_and_keeps_serving() {
     let dir = ConfigDir::new();
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
 
     // Unparseable file.
     dir.write_config("this is [not toml");
@@ -90,8 +90,8 @@ async fn a_failed_reload_changes_nothing_and_keeps_serving() {
 async fn a_reload_replaces_callers_and_their_policies() {
     let dir = ConfigDir::new();
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
     issue(&mut client, "alice").await.unwrap();
 
     // The caller's token changes and it loses the right to issue.
@@ -217,8 +217,8 @@ async fn restart_only_changes_stay_pending_on_every_later_reload() {
         "shutdown_grace_seconds = 10",
         "",
     ));
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
 
     dir.write_config(&config_toml(
         KEY_A,

@@ -26,7 +26,7 @@ fn tls_dir(ca: &TestCa, client_ca: Option<&TestCa>) -> ConfigDir {
 async fn tls_serves_clients_that_trust_the_ca_and_refuses_plaintext() {
     let ca = TestCa::new("server CA");
     let dir = tls_dir(&ca, None);
-    let server = OpsServer::start(dir.load()).await;
+    let server = start_metered(dir.load()).await;
 
     let mut client = tls_client(server.addr, &ca.pem(), None).await.unwrap();
     let issued = issue(&mut client, "alice").await.unwrap();
@@ -57,7 +57,7 @@ async fn mtls_requires_a_client_certificate_from_the_client_ca() {
     let server_ca = TestCa::new("server CA");
     let client_ca = TestCa::new("client CA");
     let dir = tls_dir(&server_ca, Some(&client_ca));
-    let server = OpsServer::start(dir.load()).await;
+    let server = start_metered(dir.load()).await;
 
     let good = client_ca.leaf("backend.internal");
     let mut client = tls_client(server.addr, &server_ca.pem(), Some(&good))
@@ -108,7 +108,7 @@ async fn mtls_requires_a_client_certificate_from_the_client_ca() {
 async fn a_reload_replaces_the_server_certificate_for_new_connections() {
     let old_ca = TestCa::new("old CA");
     let dir = tls_dir(&old_ca, None);
-    let server = OpsServer::start(dir.load()).await;
+    let server = start_metered(dir.load()).await;
     assert!(
         issue(
             &mut tls_client(server.addr, &old_ca.pem(), None).await.unwrap(),

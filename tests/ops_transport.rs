@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 use ops_support::server::*;
 use tonic::Code;
 use vod_signer::config::Config;
-use vod_signer::server::ServeOptions;
-use vod_signer::service::IssueGate;
 
 #[tokio::test]
 async fn requests_over_max_request_bytes_are_refused() {
@@ -20,8 +18,8 @@ async fn requests_over_max_request_bytes_are_refused() {
         "[transport]\nmax_request_bytes = 2048",
         "",
     ));
-    let server = OpsServer::start(dir.load()).await;
-    let mut client = server.client().await;
+    let server = start_metered(dir.load()).await;
+    let mut client = server.signer().await;
     // Within the limit: answered (as not valid).
     assert!(!verify(&mut client, &"A".repeat(1500)).await.valid);
     let status = client
@@ -53,9 +51,9 @@ async fn connections_are_closed_after_max_connection_age() {
         "[transport]\nmax_connection_age_seconds = 1",
         "",
     ));
-    let aged = OpsServer::start(dir.load()).await;
+    let aged = start_metered(dir.load()).await;
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let unlimited = OpsServer::start(dir.load()).await;
+    let unlimited = start_metered(dir.load()).await;
 
     let (aged_closed, unlimited_closed) = tokio::join!(
         closed_by_server_within(aged.addr, Duration::from_secs(5)),
@@ -68,7 +66,7 @@ async fn connections_are_closed_after_max_connection_age() {
     );
 
     // Clients reconnect transparently: calls keep working across the age limit.
-    let mut client = aged.client().await;
+    let mut client = aged.signer().await;
     issue(&mut client, "alice").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     issue(&mut client, "alice").await.unwrap();
@@ -87,12 +85,12 @@ async fn calls_are_cut_at_call_timeout_even_without_a_client_deadline() {
     ));
     // The gate holds every IssueSignature call until released: a stuck call.
     let gate = IssueGate::new();
-    let options = ServeOptions {
-        issue_gate: Some(gate.clone()),
-        ..ServeOptions::default()
-    };
-    let server = OpsServer::start_with(dir.load(), options).await;
-    let mut client = server.client().await;
+    let server = TestServer::builder(dir.load())
+        .metrics()
+        .issue_gate(&gate)
+        .start()
+        .await;
+    let mut client = server.signer().await;
     let started = Instant::now();
     let status = issue(&mut client, "alice").await.unwrap_err();
     let elapsed = started.elapsed();
@@ -147,14 +145,14 @@ async fn http2_keepalive_drops_peers_that_stop_answering() {
         "[transport]\nhttp2_keepalive_interval_seconds = 1\nhttp2_keepalive_timeout_seconds = 1",
         "",
     ));
-    let keepalive = OpsServer::start(dir.load()).await;
+    let keepalive = start_metered(dir.load()).await;
     dir.write_config(&config_toml(
         KEY_A,
         false,
         "[transport]\nhttp2_keepalive_interval_seconds = 0",
         "",
     ));
-    let no_keepalive = OpsServer::start(dir.load()).await;
+    let no_keepalive = start_metered(dir.load()).await;
     let (dropped, kept) = tokio::join!(
         unresponsive_peer_dropped_within(keepalive.addr, Duration::from_secs(8)),
         unresponsive_peer_dropped_within(no_keepalive.addr, Duration::from_secs(3)),

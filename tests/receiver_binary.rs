@@ -99,10 +99,10 @@ impl Drop for Serve {
 async fn get(tracker: &mut UploadTrackerClient<tonic::transport::Channel>, id: &str) -> pb::Upload {
     tracker
         .get_upload(authed(
-            TRACKED,
             pb::GetUploadRequest {
                 upload_id: id.into(),
             },
+            TRACKED,
         ))
         .await
         .unwrap()
@@ -134,17 +134,14 @@ fn the_binary_tracks_an_upload_from_signature_to_ready_and_failed_across_a_resta
         let mut signer = UploadSignerClient::connect(endpoint.clone()).await.unwrap();
         let mut tracker = UploadTrackerClient::connect(endpoint).await.unwrap();
         let request = |user: &str| {
-            authed(
-                TRACKED,
-                pb::IssueSignatureRequest {
+            authed(pb::IssueSignatureRequest {
                     user_id: user.into(),
                     validity_seconds: 600,
                     params: Some(pb::UploadParams {
                         procedure: Some("LongVideoPreset".into()),
                         ..Default::default()
                     }),
-                },
-            )
+                }, TRACKED)
         };
         let ready_id = signer
             .issue_signature(request("alice"))
@@ -160,7 +157,7 @@ fn the_binary_tracks_an_upload_from_signature_to_ready_and_failed_across_a_resta
             .upload_id;
 
         let mut watch = tracker
-            .watch_uploads(authed(TRACKED, pb::WatchUploadsRequest::default()))
+            .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
             .await
             .unwrap()
             .into_inner();
@@ -260,11 +257,11 @@ fn the_binary_tracks_an_upload_from_signature_to_ready_and_failed_across_a_resta
         );
         let mut resumed = tracker
             .watch_uploads(authed(
-                TRACKED,
                 pb::WatchUploadsRequest {
                     after_cursor: cursor,
                     user_id: String::new(),
                 },
+                TRACKED,
             ))
             .await
             .unwrap()
@@ -346,12 +343,12 @@ fn serve_dev_prints_a_curl_loop_that_works() {
             .unwrap();
         signer
             .issue_signature(authed(
-                token,
                 pb::IssueSignatureRequest {
                     user_id: "newcomer".into(),
                     validity_seconds: 600,
                     params: None,
                 },
+                token,
             ))
             .await
             .unwrap()
@@ -377,7 +374,7 @@ fn serve_dev_prints_a_curl_loop_that_works() {
             .await
             .unwrap();
         let upload = tracker
-            .get_upload(authed(token, pb::GetUploadRequest { upload_id }))
+            .get_upload(authed(pb::GetUploadRequest { upload_id }, token))
             .await
             .unwrap()
             .into_inner();

@@ -11,7 +11,6 @@ use tonic::Code;
 
 use receiver_support::*;
 use vod_signer::proto::v1 as pb;
-use vod_signer::server::ServeOptions;
 
 const FILE_A: &str = "5285890784273533167";
 const FILE_B: &str = "5285890784246869930";
@@ -23,14 +22,14 @@ fn procedure(name: &str) -> pb::UploadParams {
     }
 }
 
-async fn post_signed(server: &EventsServer, body: Value) -> HttpResponse {
+async fn post_signed(server: &TestServer, body: Value) -> HttpResponse {
     server.post_event(&signed(body, now() + 600)).await
 }
 
 #[tokio::test]
 async fn tracked_signature_carries_its_upload_id_and_keeps_the_callers_contexts() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let params = pb::UploadParams {
         procedure: Some("LongVideoPreset".into()),
         source_context: Some("order-42".into()),
@@ -51,10 +50,10 @@ async fn tracked_signature_carries_its_upload_id_and_keeps_the_callers_contexts(
         .signer()
         .await
         .verify_signature(authed(
-            TRACKED,
             pb::VerifySignatureRequest {
                 signature: issued.signature.clone(),
             },
+            TRACKED,
         ))
         .await
         .unwrap()
@@ -82,7 +81,7 @@ async fn tracked_signature_carries_its_upload_id_and_keeps_the_callers_contexts(
 #[tokio::test]
 async fn session_context_is_the_id_only_with_a_procedure_and_untracked_callers_are_unchanged() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let params = pb::UploadParams {
         session_context: Some("mine".into()),
         source_context: Some("src".into()),
@@ -97,7 +96,7 @@ async fn session_context_is_the_id_only_with_a_procedure_and_untracked_callers_a
             server
                 .signer()
                 .await
-                .verify_signature(authed(TRACKED, pb::VerifySignatureRequest { signature }))
+                .verify_signature(authed(pb::VerifySignatureRequest { signature }, TRACKED))
                 .await
                 .unwrap()
                 .into_inner()
@@ -127,12 +126,11 @@ async fn session_context_is_the_id_only_with_a_procedure_and_untracked_callers_a
 #[tokio::test]
 async fn every_signature_of_a_batch_has_its_own_record() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let batch = server
         .signer()
         .await
         .issue_signature_batch(authed(
-            TRACKED,
             pb::IssueSignatureBatchRequest {
                 request: Some(pb::IssueSignatureRequest {
                     user_id: "carol".into(),
@@ -141,6 +139,7 @@ async fn every_signature_of_a_batch_has_its_own_record() {
                 }),
                 count: 3,
             },
+            TRACKED,
         ))
         .await
         .unwrap()
@@ -164,7 +163,7 @@ async fn every_signature_of_a_batch_has_its_own_record() {
 #[tokio::test]
 async fn published_events_move_an_upload_to_ready_and_a_watcher_sees_each_change() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let issued = issue(&server, TRACKED, "alice", procedure("LongVideoPreset"))
         .await
         .unwrap();
@@ -173,7 +172,7 @@ async fn published_events_move_an_upload_to_ready_and_a_watcher_sees_each_change
     let mut watch = server
         .tracker()
         .await
-        .watch_uploads(authed(TRACKED, pb::WatchUploadsRequest::default()))
+        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
         .await
         .unwrap()
         .into_inner();
@@ -228,7 +227,7 @@ async fn published_events_move_an_upload_to_ready_and_a_watcher_sees_each_change
 #[tokio::test]
 async fn without_a_procedure_an_upload_is_ready_at_once_and_may_bring_several_files() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let issued = issue(&server, TRACKED, "dave", pb::UploadParams::default())
         .await
         .unwrap();
@@ -259,7 +258,7 @@ async fn without_a_procedure_an_upload_is_ready_at_once_and_may_bring_several_fi
 #[tokio::test]
 async fn order_and_duplicates_do_not_change_the_final_state() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let issued = issue(&server, TRACKED, "erin", procedure("p"))
         .await
         .unwrap();
@@ -283,7 +282,7 @@ async fn order_and_duplicates_do_not_change_the_final_state() {
         let mut watch = server
             .tracker()
             .await
-            .watch_uploads(authed(TRACKED, pb::WatchUploadsRequest::default()))
+            .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
             .await
             .unwrap()
             .into_inner();
@@ -307,7 +306,7 @@ async fn order_and_duplicates_do_not_change_the_final_state() {
 #[tokio::test]
 async fn a_failed_subtask_fails_the_upload_with_its_type_code_and_message() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let id = issue(&server, TRACKED, "frank", procedure("p"))
         .await
         .unwrap()
@@ -343,7 +342,7 @@ async fn a_failed_subtask_fails_the_upload_with_its_type_code_and_message() {
 #[tokio::test]
 async fn sign_and_t_are_required_and_checked_and_nothing_unauthenticated_is_stored() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let id = issue(&server, TRACKED, "gina", pb::UploadParams::default())
         .await
         .unwrap()
@@ -392,7 +391,7 @@ async fn sign_and_t_are_required_and_checked_and_nothing_unauthenticated_is_stor
         sign(t).to_ascii_uppercase()
     );
     let raw = serde_json::to_vec(&f1_for(&id2, FILE_A, None)).unwrap();
-    let response = http_request(server.events_addr, "POST", &query, &[], &raw).await;
+    let response = http_request(server.events_addr.unwrap(), "POST", &query, &[], &raw).await;
     assert_eq!(response.status, 200, "{}", response.body);
     wait_for_state(&server, &id2, pb::UploadState::Ready).await;
     let id3 = issue(&server, TRACKED, "gina", pb::UploadParams::default())
@@ -403,7 +402,7 @@ async fn sign_and_t_are_required_and_checked_and_nothing_unauthenticated_is_stor
     let t_text = t.to_string();
     let signature = sign(t);
     let response = http_request(
-        server.events_addr,
+        server.events_addr.unwrap(),
         "POST",
         &server.events_path(),
         &[("Sign", &signature), ("T", &t_text)],
@@ -418,9 +417,9 @@ async fn sign_and_t_are_required_and_checked_and_nothing_unauthenticated_is_stor
 #[tokio::test]
 async fn wrong_paths_big_bodies_and_non_json_are_refused_with_their_codes() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let body = signed(fixture("F1-new-file-upload-push.json"), now() + 600);
-    let addr = server.events_addr;
+    let addr = server.events_addr.unwrap();
     for path in [
         "/vod/events/events-test-path-token-0123456788",
         "/vod/events/",
@@ -472,13 +471,11 @@ async fn wrong_paths_big_bodies_and_non_json_are_refused_with_their_codes() {
 #[tokio::test]
 async fn unknown_and_legacy_events_are_acknowledged_kept_and_counted() {
     let dir = EventsDir::new();
-    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics_listener.local_addr().unwrap();
-    let options = ServeOptions {
-        metrics_listener: Some(metrics_listener),
-        ..ServeOptions::default()
-    };
-    let server = EventsServer::start_with(dir.sqlite_config(true), options).await;
+    let server = TestServer::builder(dir.sqlite_config(true))
+        .events()
+        .metrics()
+        .start()
+        .await;
     let pull_complete = fixture("F5-pull-complete-push.json");
     let legacy = fixture("F7-legacy-2.0-new-file-upload.json");
     for body in [pull_complete.clone(), pull_complete, legacy] {
@@ -488,7 +485,7 @@ async fn unknown_and_legacy_events_are_acknowledged_kept_and_counted() {
             (200, r#"{"code":0}"#)
         );
     }
-    let metrics = http_request(metrics_addr, "GET", "/metrics", &[], b"").await;
+    let metrics = http_request(server.metrics_addr.unwrap(), "GET", "/metrics", &[], b"").await;
     let line = |labels: &str| {
         metrics
             .body
@@ -520,7 +517,7 @@ async fn unknown_and_legacy_events_are_acknowledged_kept_and_counted() {
 #[tokio::test]
 async fn callers_see_only_their_own_uploads_and_need_can_track() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let id = issue(&server, TRACKED, "hana", pb::UploadParams::default())
         .await
         .unwrap()
@@ -540,17 +537,17 @@ async fn callers_see_only_their_own_uploads_and_need_can_track() {
     let mut tracker = server.tracker().await;
     let denied = tracker
         .list_uploads(authed(
-            PLAIN,
             pb::ListUploadsRequest {
                 user_id: "hana".into(),
                 ..Default::default()
             },
+            PLAIN,
         ))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     let denied = tracker
-        .watch_uploads(authed(PLAIN, pb::WatchUploadsRequest::default()))
+        .watch_uploads(authed(pb::WatchUploadsRequest::default(), PLAIN))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
@@ -562,11 +559,11 @@ async fn callers_see_only_their_own_uploads_and_need_can_track() {
 
     let others = tracker
         .list_uploads(authed(
-            OTHER,
             pb::ListUploadsRequest {
                 user_id: "hana".into(),
                 ..Default::default()
             },
+            OTHER,
         ))
         .await
         .unwrap()
@@ -578,7 +575,7 @@ async fn callers_see_only_their_own_uploads_and_need_can_track() {
 #[tokio::test]
 async fn list_pages_newest_first_and_bad_tokens_and_cursors_are_invalid_arguments() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let mut issued = Vec::new();
     for _ in 0..5 {
         issued.push(
@@ -603,12 +600,12 @@ async fn list_pages_newest_first_and_bad_tokens_and_cursors_are_invalid_argument
     loop {
         let page = tracker
             .list_uploads(authed(
-                TRACKED,
                 pb::ListUploadsRequest {
                     user_id: "ivan".into(),
                     page_size: 2,
                     page_token: page_token.clone(),
                 },
+                TRACKED,
             ))
             .await
             .unwrap()
@@ -631,29 +628,29 @@ async fn list_pages_newest_first_and_bad_tokens_and_cursors_are_invalid_argument
 
     let bad_page = tracker
         .list_uploads(authed(
-            TRACKED,
             pb::ListUploadsRequest {
                 user_id: "ivan".into(),
                 page_size: 2,
                 page_token: "not-a-token".into(),
             },
+            TRACKED,
         ))
         .await
         .unwrap_err();
     assert_eq!(bad_page.code(), Code::InvalidArgument, "{bad_page:?}");
     let no_user = tracker
-        .list_uploads(authed(TRACKED, pb::ListUploadsRequest::default()))
+        .list_uploads(authed(pb::ListUploadsRequest::default(), TRACKED))
         .await
         .unwrap_err();
     assert_eq!(no_user.code(), Code::InvalidArgument);
 
     let bad_cursor = match tracker
         .watch_uploads(authed(
-            TRACKED,
             pb::WatchUploadsRequest {
                 after_cursor: "not-a-cursor".into(),
                 user_id: String::new(),
             },
+            TRACKED,
         ))
         .await
     {
@@ -667,7 +664,7 @@ async fn list_pages_newest_first_and_bad_tokens_and_cursors_are_invalid_argument
 #[tokio::test]
 async fn a_restarted_server_keeps_its_uploads_and_resumes_a_watch_from_its_cursor() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let first = issue(&server, TRACKED, "jo", pb::UploadParams::default())
         .await
         .unwrap()
@@ -679,7 +676,7 @@ async fn a_restarted_server_keeps_its_uploads_and_resumes_a_watch_from_its_curso
     let mut watch = server
         .tracker()
         .await
-        .watch_uploads(authed(TRACKED, pb::WatchUploadsRequest::default()))
+        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
         .await
         .unwrap()
         .into_inner();
@@ -708,7 +705,7 @@ async fn a_restarted_server_keeps_its_uploads_and_resumes_a_watch_from_its_curso
     wait_for_state(&server, &second, pb::UploadState::Ready).await;
     server.stop().await;
 
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let upload = get_upload(&server, TRACKED, &first).await.unwrap();
     assert_eq!(state(&upload), pb::UploadState::Ready);
     assert_eq!(upload.files[0].file_id, FILE_A);
@@ -716,11 +713,11 @@ async fn a_restarted_server_keeps_its_uploads_and_resumes_a_watch_from_its_curso
         .tracker()
         .await
         .watch_uploads(authed(
-            TRACKED,
             pb::WatchUploadsRequest {
                 after_cursor: cursor,
                 user_id: String::new(),
             },
+            TRACKED,
         ))
         .await
         .unwrap()
@@ -737,7 +734,7 @@ async fn a_restarted_server_keeps_its_uploads_and_resumes_a_watch_from_its_curso
 #[tokio::test]
 async fn a_watch_filtered_by_user_sees_only_that_users_uploads() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let kim = issue(&server, TRACKED, "kim", pb::UploadParams::default())
         .await
         .unwrap()
@@ -750,11 +747,11 @@ async fn a_watch_filtered_by_user_sees_only_that_users_uploads() {
         .tracker()
         .await
         .watch_uploads(authed(
-            TRACKED,
             pb::WatchUploadsRequest {
                 after_cursor: String::new(),
                 user_id: "lee".into(),
             },
+            TRACKED,
         ))
         .await
         .unwrap()
@@ -784,11 +781,11 @@ async fn a_watch_filtered_by_user_sees_only_that_users_uploads() {
 #[tokio::test]
 async fn an_unused_signature_expires_and_watchers_see_it() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let mut watch = server
         .tracker()
         .await
-        .watch_uploads(authed(TRACKED, pb::WatchUploadsRequest::default()))
+        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
         .await
         .unwrap()
         .into_inner();
@@ -797,12 +794,12 @@ async fn an_unused_signature_expires_and_watchers_see_it() {
         .signer()
         .await
         .issue_signature(authed(
-            TRACKED,
             pb::IssueSignatureRequest {
                 user_id: "max".into(),
                 validity_seconds: 1,
                 params: None,
             },
+            TRACKED,
         ))
         .await
         .unwrap()
@@ -833,7 +830,7 @@ async fn an_unused_signature_expires_and_watchers_see_it() {
 #[tokio::test]
 async fn a_cursor_older_than_retention_is_out_of_range() {
     let dir = EventsDir::new();
-    let server = EventsServer::start(dir.sqlite_config(true)).await;
+    let server = start_events(dir.sqlite_config(true)).await;
     let id = issue(&server, TRACKED, "nina", pb::UploadParams::default())
         .await
         .unwrap()
@@ -841,7 +838,7 @@ async fn a_cursor_older_than_retention_is_out_of_range() {
     let mut watch = server
         .tracker()
         .await
-        .watch_uploads(authed(TRACKED, pb::WatchUploadsRequest::default()))
+        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
         .await
         .unwrap()
         .into_inner();
@@ -889,11 +886,11 @@ async fn a_cursor_older_than_retention_is_out_of_range() {
         .tracker()
         .await
         .watch_uploads(authed(
-            TRACKED,
             pb::WatchUploadsRequest {
                 after_cursor: cursor,
                 user_id: String::new(),
             },
+            TRACKED,
         ))
         .await
     {

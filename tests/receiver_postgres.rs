@@ -25,7 +25,7 @@ fn pg_config(dir: &EventsDir, pg: &PostgresServer) -> vod_signer::config::Config
 async fn a_store_outage_answers_503_and_unavailable_then_recovers() {
     let mut pg = PostgresServer::start();
     let dir = EventsDir::new();
-    let server = EventsServer::start(pg_config(&dir, &pg)).await;
+    let server = start_events(pg_config(&dir, &pg)).await;
     let id = issue(&server, TRACKED, "olga", pb::UploadParams::default())
         .await
         .unwrap()
@@ -70,8 +70,8 @@ async fn a_store_outage_answers_503_and_unavailable_then_recovers() {
 async fn two_replicas_on_one_database_share_uploads_and_changes() {
     let pg = PostgresServer::start();
     let dir = EventsDir::new();
-    let a = EventsServer::start(pg_config(&dir, &pg)).await;
-    let b = EventsServer::start(pg_config(&dir, &pg)).await;
+    let a = start_events(pg_config(&dir, &pg)).await;
+    let b = start_events(pg_config(&dir, &pg)).await;
 
     let id = issue(&a, TRACKED, "pia", pb::UploadParams::default())
         .await
@@ -83,7 +83,7 @@ async fn two_replicas_on_one_database_share_uploads_and_changes() {
     let mut watch_b = b
         .tracker()
         .await
-        .watch_uploads(authed(TRACKED, pb::WatchUploadsRequest::default()))
+        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
         .await
         .unwrap()
         .into_inner();
@@ -121,11 +121,11 @@ async fn two_replicas_on_one_database_share_uploads_and_changes() {
         .tracker()
         .await
         .watch_uploads(authed(
-            TRACKED,
             pb::WatchUploadsRequest {
                 after_cursor: change.cursor,
                 user_id: String::new(),
             },
+            TRACKED,
         ))
         .await
         .unwrap()

@@ -20,7 +20,7 @@ fn now() -> i64 {
 #[tokio::test]
 async fn missing_malformed_and_unknown_tokens_are_unauthenticated() {
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     let with_header = |value: Option<&str>| {
         let mut request = tonic::Request::new(issue_request("u", pb::UploadParams::default()));
         if let Some(value) = value {
@@ -81,7 +81,7 @@ async fn missing_malformed_and_unknown_tokens_are_unauthenticated() {
 #[tokio::test]
 async fn each_policy_rule_is_permission_denied_naming_the_rule() {
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
 
     let deny = |rule: &'static str, status: tonic::Status| {
         assert_eq!(status.code(), Code::PermissionDenied, "{rule}: {status:?}");
@@ -179,7 +179,7 @@ async fn each_policy_rule_is_permission_denied_naming_the_rule() {
 #[tokio::test]
 async fn caller_defaults_and_forced_one_time_are_applied() {
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     let issued = client
         .issue_signature(authed(issue_request("u", Default::default()), RESTRICTED))
         .await
@@ -211,7 +211,7 @@ async fn caller_defaults_and_forced_one_time_are_applied() {
 #[tokio::test]
 async fn invalid_arguments_name_their_fields() {
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     let with_procedure = |p: pb::UploadParams| pb::UploadParams {
         procedure: Some("review".into()),
         ..p
@@ -362,7 +362,7 @@ async fn invalid_arguments_name_their_fields() {
 #[tokio::test]
 async fn issued_signatures_verify_in_the_service_and_the_core() {
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     let params = pb::UploadParams {
         class_id: Some(7),
         procedure: Some("review".into()),
@@ -426,8 +426,9 @@ async fn issued_signatures_verify_in_the_service_and_the_core() {
 async fn bad_signatures_are_answers_not_errors() {
     let config = standard_config();
     let start = now();
-    let (server, clock) = TestServer::start_with_clock(config, start).await;
-    let mut client = server.client().await;
+    let clock = ManualClock::new(start);
+    let server = TestServer::builder(config).clock(&clock).start().await;
+    let mut client = server.signer().await;
     let issued = client
         .issue_signature(authed(
             pb::IssueSignatureRequest {
@@ -532,8 +533,12 @@ async fn every_shared_vector_verifies_through_the_service() {
     for (i, (_, key)) in keys.iter().enumerate() {
         files.push((names[i].as_str(), key.as_str()));
     }
-    let (server, clock) = TestServer::start_with_clock(config_from(&toml, &files), 0).await;
-    let mut client = server.client().await;
+    let clock = ManualClock::new(0);
+    let server = TestServer::builder(config_from(&toml, &files))
+        .clock(&clock)
+        .start()
+        .await;
+    let mut client = server.signer().await;
 
     for v in &vectors {
         clock.set(v.valid_at());
@@ -602,7 +607,7 @@ fn assert_args_match(v: &common::vectors::Vector, r: &pb::VerifySignatureRespons
 #[tokio::test]
 async fn a_batch_is_up_to_100_distinct_signatures() {
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     let batch = |count: u32| {
         authed(
             pb::IssueSignatureBatchRequest {
@@ -672,7 +677,7 @@ async fn two_thousand_concurrent_one_time_signatures_never_repeat() {
     // A few connections, as several client instances would open.
     let mut clients = Vec::new();
     for _ in 0..4 {
-        clients.push(server.client().await);
+        clients.push(server.signer().await);
     }
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..2000 {

@@ -23,7 +23,7 @@ fn signed(original: &str) -> String {
 #[tokio::test]
 async fn unknown_signed_parameters_are_reported_with_a_valid_verdict() {
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     let now = vod_signer::cli::unix_now();
     let original = format!(
         "secretId={SECRET_ID}&currentTimeStamp={now}&expireTime={}&random=7&foo=bar&classId=0&x%20y=a%26b&foo=baz",
@@ -70,7 +70,7 @@ async fn unknown_signed_parameters_are_reported_with_a_valid_verdict() {
 #[tokio::test]
 async fn user_ids_with_separators_bidi_or_invisible_characters_are_refused() {
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     for user in [
         "alice\u{202E}gpj.exe",
         "alice\u{2028}caller=admin",

@@ -173,7 +173,11 @@ async fn bare_http2_call(
 #[tokio::test]
 async fn the_server_ends_a_call_at_its_grpc_timeout() {
     const ISSUE: &str = "/vod.signer.v1.UploadSigner/IssueSignature";
-    let (server, gate) = TestServer::start_gated(standard_config()).await;
+    let gate = IssueGate::new();
+    let server = TestServer::builder(standard_config())
+        .issue_gate(&gate)
+        .start()
+        .await;
     let authorization = format!("Bearer {FULL}");
     let request = || issue_request("u", Default::default());
 
@@ -206,7 +210,7 @@ async fn the_server_ends_a_call_at_its_grpc_timeout() {
         .expect("the call never reached the service");
 
     // A tonic client sets the same header and gets the same treatment.
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     let mut held = authed(request(), FULL);
     held.set_timeout(Duration::from_millis(200));
     let status = client.issue_signature(held).await.unwrap_err();
@@ -235,7 +239,11 @@ async fn the_server_ends_a_call_at_its_grpc_timeout() {
 
 #[tokio::test]
 async fn shutdown_flips_health_refuses_new_connections_and_finishes_calls_in_flight() {
-    let (mut server, gate) = TestServer::start_gated(standard_config()).await;
+    let gate = IssueGate::new();
+    let mut server = TestServer::builder(standard_config())
+        .issue_gate(&gate)
+        .start()
+        .await;
     let channel = server.channel().await;
 
     let mut watch = HealthClient::new(channel.clone())
@@ -302,8 +310,9 @@ async fn a_call_that_never_finishes_cannot_hold_shutdown_past_the_grace_period()
         &standard_toml("shutdown_grace_seconds = 1"),
         &[("secret-key", SECRET_KEY)],
     );
-    let (mut server, gate) = TestServer::start_gated(config).await;
-    let mut client = server.client().await;
+    let gate = IssueGate::new();
+    let mut server = TestServer::builder(config).issue_gate(&gate).start().await;
+    let mut client = server.signer().await;
     let stuck = tokio::spawn(async move {
         client
             .issue_signature(authed(issue_request("u", Default::default()), FULL))

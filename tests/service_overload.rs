@@ -26,7 +26,11 @@ fn limited_config(max: u32) -> vod_signer::config::Config {
 
 #[tokio::test]
 async fn calls_over_the_bound_are_refused_at_once_with_unavailable() {
-    let (server, gate) = TestServer::start_gated(limited_config(2)).await;
+    let gate = IssueGate::new();
+    let server = TestServer::builder(limited_config(2))
+        .issue_gate(&gate)
+        .start()
+        .await;
     let channel = server.channel().await;
 
     // Two calls take both places and wait at the gate.
@@ -93,7 +97,11 @@ async fn calls_over_the_bound_are_refused_at_once_with_unavailable() {
 
 #[tokio::test]
 async fn a_burst_beyond_the_bound_gets_only_ok_or_unavailable() {
-    let (server, gate) = TestServer::start_gated(limited_config(8)).await;
+    let gate = IssueGate::new();
+    let server = TestServer::builder(limited_config(8))
+        .issue_gate(&gate)
+        .start()
+        .await;
     let channel = server.channel().await;
     // Let every call through the gate: the bound alone decides.
     gate.release(10_000);
@@ -227,7 +235,7 @@ async fn trailers_only_status(response: h2::client::ResponseFuture) -> Option<Co
 
 /// 20 real calls from a connection of their own, one after the other.
 async fn twenty_real_calls(server: &TestServer) -> Vec<Result<(), Code>> {
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
     let mut results = Vec::new();
     for i in 0..20 {
         let result = client
@@ -310,8 +318,11 @@ async fn one_connection_cannot_take_every_place() {
 #[tokio::test]
 async fn a_message_that_does_not_follow_its_headers_ends_the_call() {
     let toml = standard_toml("[transport]\nrequest_body_timeout_ms = 300\n");
-    let (server, gate) =
-        TestServer::start_gated(config_from(&toml, &[("secret-key", SECRET_KEY)])).await;
+    let gate = IssueGate::new();
+    let server = TestServer::builder(config_from(&toml, &[("secret-key", SECRET_KEY)]))
+        .issue_gate(&gate)
+        .start()
+        .await;
     gate.release(100);
     let authorization = format!("Bearer {FULL}");
     let started = Instant::now();

@@ -41,7 +41,7 @@ async fn refusals_are_logged_rate_limited_without_the_token() {
         .with_max_level(tracing::Level::INFO)
         .init();
     let server = TestServer::start(standard_config()).await;
-    let mut client = server.client().await;
+    let mut client = server.signer().await;
 
     let wrong = "wrong-token-must-never-be-logged";
     for _ in 0..5 {

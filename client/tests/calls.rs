@@ -133,7 +133,7 @@ async fn batch_issues_distinct_signatures() {
 #[tokio::test]
 async fn wrong_token_is_unauthenticated() {
     let server = start("AKIDauth").await;
-    let client = builder(&[server.endpoint()], "not-a-known-token")
+    let client = builder(&[server.url()], "not-a-known-token")
         .build()
         .unwrap();
     let err = client
@@ -162,9 +162,7 @@ async fn policy_refusals_are_permission_denied_with_the_rule() {
     assert!(message.contains("allowed_procedures"), "{message}");
     assert!(err.to_string().starts_with("permission denied: "), "{err}");
 
-    let auditor = builder(&[server.endpoint()], VERIFY_ONLY_TOKEN)
-        .build()
-        .unwrap();
+    let auditor = builder(&[server.url()], VERIFY_ONLY_TOKEN).build().unwrap();
     let err = auditor
         .issue(IssueRequest::for_user("u-1"))
         .await
@@ -212,7 +210,7 @@ async fn rotating_tokens_take_effect_on_the_next_call() {
     let current = Arc::new(RwLock::new(BearerToken::new("stale-token").unwrap()));
     let shared = Arc::clone(&current);
     let client = SignerClient::builder()
-        .endpoint(server.endpoint())
+        .endpoint(server.url())
         .token_provider(move || -> Result<BearerToken, TokenError> {
             Ok(shared.read().unwrap().clone())
         })

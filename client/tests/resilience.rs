@@ -5,9 +5,9 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use support::IssueGate;
 use support::{TOKEN, builder, free_addr, start, start_gated, start_on};
 use tokio::net::TcpListener;
-use vod_signer::service::IssueGate;
 use vod_signer_client::{Error, IssueRequest, RetryPolicy};
 
 #[tokio::test]
@@ -15,8 +15,7 @@ async fn a_call_made_before_the_server_is_up_succeeds_once_it_is() {
     let addr = free_addr().await;
     let starter = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let listener = TcpListener::bind(addr).await.unwrap();
-        start_on(listener, "AKIDlate", None).await
+        start_on(addr, "AKIDlate").await
     });
     let client = builder(&[format!("http://{addr}")], TOKEN).build().unwrap();
 
@@ -70,8 +69,8 @@ async fn without_retries_one_refused_connection_is_enough() {
 #[tokio::test]
 async fn a_held_call_ends_at_its_deadline() {
     let gate = IssueGate::new();
-    let server = start_gated("AKIDslow", gate.clone()).await;
-    let client = builder(&[server.endpoint()], TOKEN).build().unwrap();
+    let server = start_gated("AKIDslow", &gate).await;
+    let client = builder(&[server.url()], TOKEN).build().unwrap();
 
     let started = Instant::now();
     let err = client
@@ -92,7 +91,7 @@ async fn a_held_call_ends_at_its_deadline() {
 #[tokio::test]
 async fn a_tiny_deadline_is_deadline_exceeded() {
     let server = start("AKIDtiny").await;
-    let client = builder(&[server.endpoint()], TOKEN)
+    let client = builder(&[server.url()], TOKEN)
         .default_deadline(Duration::from_micros(1))
         .build()
         .unwrap();
@@ -127,9 +126,7 @@ async fn a_peer_that_never_answers_cannot_outlast_the_deadline() {
 async fn calls_are_spread_over_every_endpoint() {
     let a = start("AKIDserverA").await;
     let b = start("AKIDserverB").await;
-    let client = builder(&[a.endpoint(), b.endpoint()], TOKEN)
-        .build()
-        .unwrap();
+    let client = builder(&[a.url(), b.url()], TOKEN).build().unwrap();
     let mut by_server: HashMap<String, usize> = HashMap::new();
     for _ in 0..20 {
         let issued = client.issue(IssueRequest::for_user("u-1")).await.unwrap();
@@ -144,7 +141,7 @@ async fn calls_are_spread_over_every_endpoint() {
 async fn a_dead_endpoint_is_skipped_by_retrying_on_the_next() {
     let live = start("AKIDlive").await;
     let dead = free_addr().await;
-    let client = builder(&[format!("http://{dead}"), live.endpoint()], TOKEN)
+    let client = builder(&[format!("http://{dead}"), live.url()], TOKEN)
         .build()
         .unwrap();
     for _ in 0..6 {
@@ -160,14 +157,13 @@ async fn a_dead_endpoint_is_skipped_by_retrying_on_the_next() {
 async fn a_restarted_server_is_reached_again() {
     let first = start("AKIDrestart").await;
     let addr = first.addr;
-    let client = builder(&[first.endpoint()], TOKEN).build().unwrap();
+    let client = builder(&[first.url()], TOKEN).build().unwrap();
     client.issue(IssueRequest::for_user("u")).await.unwrap();
     first.stop().await;
 
     let restarter = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let listener = TcpListener::bind(addr).await.unwrap();
-        start_on(listener, "AKIDrestart", None).await
+        start_on(addr, "AKIDrestart").await
     });
     client
         .issue(IssueRequest::for_user("u").deadline(Duration::from_secs(5)))

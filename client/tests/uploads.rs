@@ -6,13 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
 use vod_signer::config::Config;
-use vod_signer::server::{ServeOptions, serve_with};
+use vod_signer::testing::{TestServer, http_request, sha256_hex};
 use vod_signer_client::{
     BearerToken, Error, IssueRequest, RetryPolicy, SignerClient, UploadState, WatchFrom,
 };
@@ -40,67 +36,29 @@ name = "backend"
 token_sha256 = "{}"
 track_uploads = true
 "#,
-        hex::encode(Sha256::digest(TOKEN.as_bytes()))
+        sha256_hex(TOKEN)
     );
     Config::from_toml_str(&text, dir).unwrap()
 }
 
-struct Server {
-    events: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+/// Serves `config(dir)` on `listener`, with the event receiver on its own port.
+async fn start(listener: TcpListener, dir: &Path) -> TestServer {
+    TestServer::builder(config(dir))
+        .listener(listener)
+        .events()
+        .start()
+        .await
 }
 
-impl Server {
-    async fn start(listener: TcpListener, dir: &Path) -> Server {
-        let events_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let events = events_listener.local_addr().unwrap();
-        let options = ServeOptions {
-            events_listener: Some(events_listener),
-            ..ServeOptions::default()
-        };
-        let (tx, rx) = oneshot::channel::<()>();
-        let config = config(dir);
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.await;
-            };
-            serve_with(config, listener, shutdown, options)
-                .await
-                .expect("test server runs");
-        });
-        Server {
-            events,
-            shutdown: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("the server stops")
-            .unwrap();
-    }
-
-    /// POSTs a NewFileUpload for `upload_id` (no SignKey is configured here).
-    async fn upload_completed(&self, upload_id: &str, file_id: &str) {
-        let body = format!(
-            r#"{{"EventType":"NewFileUpload","FileUploadEvent":{{"FileId":"{file_id}","MediaBasicInfo":{{"Name":"clip","Type":"mp4","MediaUrl":"http://vod.example/{file_id}.mp4","SourceInfo":{{"SourceType":"Upload","SourceContext":"{upload_id}"}}}},"MetaData":null}}}}"#
-        );
-        let mut stream = TcpStream::connect(self.events).await.unwrap();
-        let request = format!(
-            "POST /vod/events/{PATH_TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    }
+/// POSTs a NewFileUpload for `upload_id` (no SignKey is configured here).
+async fn upload_completed(server: &TestServer, upload_id: &str, file_id: &str) {
+    let body = format!(
+        r#"{{"EventType":"NewFileUpload","FileUploadEvent":{{"FileId":"{file_id}","MediaBasicInfo":{{"Name":"clip","Type":"mp4","MediaUrl":"http://vod.example/{file_id}.mp4","SourceInfo":{{"SourceType":"Upload","SourceContext":"{upload_id}"}}}},"MetaData":null}}}}"#
+    );
+    let events = server.events_addr.expect("started with .events()");
+    let path = format!("/vod/events/{PATH_TOKEN}");
+    let response = http_request(events, "POST", &path, &[], body.as_bytes()).await;
+    assert_eq!(response.status, 200, "{response:?}");
 }
 
 fn client(addr: SocketAddr) -> SignerClient {
@@ -123,7 +81,7 @@ async fn get_and_list_uploads_of_tracked_signatures() {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::start(listener, dir.path()).await;
+    let server = start(listener, dir.path()).await;
     let client = client(addr);
 
     let mut ids = Vec::new();
@@ -144,7 +102,7 @@ async fn get_and_list_uploads_of_tracked_signatures() {
     assert_eq!(upload.source_context.as_deref(), Some("order-0"));
     assert!(upload.files.is_empty());
 
-    server.upload_completed(&ids[1], "111").await;
+    upload_completed(&server, &ids[1], "111").await;
     let mut state = UploadState::Issued;
     for _ in 0..100 {
         state = client.get_upload(&ids[1]).await.unwrap().state;
@@ -186,7 +144,7 @@ async fn watch_uploads_reconnects_and_resumes_after_the_last_change() {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::start(listener, dir.path()).await;
+    let server = start(listener, dir.path()).await;
     let client = client(addr);
     let first = client
         .issue(IssueRequest::for_user("bob"))
@@ -206,7 +164,7 @@ async fn watch_uploads_reconnects_and_resumes_after_the_last_change() {
     // Polled once so the watch is open before the event.
     let pending = tokio::time::timeout(Duration::from_millis(300), changes.next()).await;
     assert!(pending.is_err(), "nothing has changed yet: {pending:?}");
-    server.upload_completed(&first, "201").await;
+    upload_completed(&server, &first, "201").await;
     let change = tokio::time::timeout(Duration::from_secs(5), changes.next())
         .await
         .unwrap()
@@ -224,8 +182,8 @@ async fn watch_uploads_reconnects_and_resumes_after_the_last_change() {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     };
-    let server = Server::start(listener, dir.path()).await;
-    server.upload_completed(&second, "202").await;
+    let server = start(listener, dir.path()).await;
+    upload_completed(&server, &second, "202").await;
     let change = tokio::time::timeout(Duration::from_secs(10), changes.next())
         .await
         .expect("the watch came back")
@@ -240,7 +198,7 @@ async fn a_watch_that_cannot_succeed_ends_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::start(listener, dir.path()).await;
+    let server = start(listener, dir.path()).await;
     let client = client(addr);
     let changes = client.watch_uploads(WatchFrom::After("not-a-cursor".into()), None);
     let mut changes = Box::pin(changes);

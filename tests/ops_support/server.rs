@@ -1,32 +1,26 @@
-//! A real server for the `ops_*` tests, started from a configuration FILE (so it can be
-//! reloaded), with its metrics endpoint and a reload handle; and test certificates.
+//! For the `ops_*` tests: configurations written to a FILE (so a server can reload them), a
+//! server with its metrics endpoint (`vod_signer::testing::TestServer`), and test certificates.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tonic::Status;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-use tonic::{Request, Status};
 
 use vod_signer::config::Config;
 use vod_signer::proto::v1 as pb;
 use vod_signer::proto::v1::upload_signer_client::UploadSignerClient;
-use vod_signer::server::{ReloadHandle, ServeOptions, ServerError, reload_channel, serve_with};
-use vod_signer::service::Clock;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use vod_signer::testing::{
+    IssueGate, ManualClock, TestServer, authed, http_get, series, sha256_hex,
+};
 
 pub const TOKEN: &str = "ops-test-token-1";
 pub const OTHER_TOKEN: &str = "ops-test-token-2";
 /// Key material lives only in files of the test's temporary directory.
 pub const KEY_A: (&str, &str) = ("AKIDopsKeyA", "ops-secret-key-a-never-logged");
 pub const KEY_B: (&str, &str) = ("AKIDopsKeyB", "ops-secret-key-b-never-logged");
-
-pub fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// A directory holding a configuration file and the secrets it names.
 pub struct ConfigDir {
@@ -88,119 +82,9 @@ pub fn config_toml(active: (&str, &str), both: bool, extra: &str, caller_extra: 
     toml
 }
 
-pub struct OpsServer {
-    pub addr: SocketAddr,
-    pub metrics_addr: SocketAddr,
-    pub reload: ReloadHandle,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<Result<(), ServerError>>>,
-}
-
-impl OpsServer {
-    pub async fn start(config: Config) -> OpsServer {
-        OpsServer::start_with_clock(config, Clock::System).await
-    }
-
-    pub async fn start_with_clock(config: Config, clock: Clock) -> OpsServer {
-        let options = ServeOptions {
-            clock,
-            ..ServeOptions::default()
-        };
-        OpsServer::start_with(config, options).await
-    }
-
-    /// With `options`; its metrics listener and reload requests are the helper's own.
-    pub async fn start_with(config: Config, options: ServeOptions) -> OpsServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let metrics_addr = metrics.local_addr().unwrap();
-        let (reload, requests) = reload_channel();
-        let options = ServeOptions {
-            metrics_listener: Some(metrics),
-            reload: Some(requests),
-            ..options
-        };
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        let handle = tokio::spawn(serve_with(config, listener, shutdown, options));
-        OpsServer {
-            addr,
-            metrics_addr,
-            reload,
-            shutdown: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    pub async fn client(&self) -> UploadSignerClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        UploadSignerClient::new(channel)
-    }
-
-    /// `GET /metrics`, as text.
-    pub async fn metrics(&self) -> String {
-        let (status, body) = http_get(self.metrics_addr, "/metrics").await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let handle = self.handle.take().unwrap();
-        tokio::time::timeout(Duration::from_secs(15), handle)
-            .await
-            .expect("the server stops")
-            .expect("the server task does not panic")
-            .expect("the server returns Ok");
-    }
-}
-
-impl Drop for OpsServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// A minimal HTTP/1.1 GET (the metrics endpoint is plain HTTP; no client library needed).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    (status, body.to_owned())
-}
-
-/// The value of one series in a metrics exposition, e.g.
-/// `vod_signer_signatures_issued_total{caller="bff"}`; `None` if absent.
-pub fn series(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-pub fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
+/// A server with `/metrics` on a loopback port, as every ops test reads it.
+pub async fn start_metered(config: Config) -> TestServer {
+    TestServer::builder(config).metrics().start().await
 }
 
 pub fn issue_request(user: &str) -> pb::IssueSignatureRequest {

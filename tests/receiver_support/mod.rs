@@ -1,27 +1,18 @@
-//! Shared by the `events_*` tests: a configuration directory with a tracking store, the
-//! receiver's secrets in files, a real server (in-process, gRPC plus the HTTP receiver on
-//! ephemeral loopback ports), a raw HTTP/1.1 client, and Tencent's published event bodies
-//! adapted to carry a tracked id.
+//! Shared by the receiver tests: a configuration directory with a tracking store, the
+//! receiver's secrets in files, the receiver's side of `vod_signer::testing::TestServer`, and
+//! Tencent's published event bodies adapted to carry a tracked id.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::transport::Channel;
-use tonic::{Request, Status};
+use tonic::Status;
 
 use vod_signer::config::Config;
 use vod_signer::proto::v1 as pb;
-use vod_signer::proto::v1::upload_signer_client::UploadSignerClient;
-use vod_signer::proto::v1::upload_tracker_client::UploadTrackerClient;
-use vod_signer::server::{ServeOptions, ServerError, serve_with};
+#[allow(unused_imports)] // each test binary uses a different part
+pub use vod_signer::testing::{HttpResponse, TestServer, authed, http_request, series, sha256_hex};
 
 pub const SECRET_ID: &str = "AKIDeventsTestKey";
 pub const SECRET_KEY: &str = "events-test-secret-key-never-logged";
@@ -33,10 +24,6 @@ pub const OTHER: &str = "other-token-0002";
 pub const PLAIN: &str = "plain-token-0003";
 pub const PATH_TOKEN: &str = "events-test-path-token-0123456789";
 pub const SIGN_KEY: &str = "MySignKey1";
-
-pub fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// A directory holding the secrets, the configuration file and (by default) the SQLite store.
 pub struct EventsDir {
@@ -114,172 +101,28 @@ token_sha256 = "{plain}"
     }
 }
 
-/// A server with its gRPC and HTTP receiver addresses; stops when dropped.
-pub struct EventsServer {
-    pub addr: SocketAddr,
-    pub events_addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<Result<(), ServerError>>>,
+/// Starts `config` with the event receiver on its own loopback port.
+pub async fn start_events(config: Config) -> TestServer {
+    TestServer::builder(config).events().start().await
 }
 
-impl EventsServer {
-    pub async fn start(config: Config) -> EventsServer {
-        EventsServer::start_with(config, ServeOptions::default()).await
-    }
+/// The receiver's side of a [`TestServer`] started with `.events()`.
+pub trait EventsServer {
+    /// The receiver's configured path (the path token is in it).
+    fn events_path(&self) -> String;
+    /// POSTs `body` to the receiver's configured path.
+    async fn post_event(&self, body: &[u8]) -> HttpResponse;
+}
 
-    pub async fn start_with(config: Config, options: ServeOptions) -> EventsServer {
-        EventsServer::start_on("127.0.0.1:0".parse().unwrap(), config, options).await
-    }
-
-    /// On a given gRPC address (to restart a server where clients expect it).
-    pub async fn start_on(
-        addr: SocketAddr,
-        config: Config,
-        mut options: ServeOptions,
-    ) -> EventsServer {
-        let listener = bind_retrying(addr).await;
-        let addr = listener.local_addr().unwrap();
-        let events_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let events_addr = events_listener.local_addr().unwrap();
-        options.events_listener = Some(events_listener);
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        let handle = tokio::spawn(serve_with(config, listener, shutdown, options));
-        let server = EventsServer {
-            addr,
-            events_addr,
-            shutdown: Some(tx),
-            handle: Some(handle),
-        };
-        server.wait_ready().await;
-        server
-    }
-
-    async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if TcpStream::connect(self.addr).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("server at {} did not come up", self.addr);
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn events_path(&self) -> String {
+impl EventsServer for TestServer {
+    fn events_path(&self) -> String {
         format!("/vod/events/{PATH_TOKEN}")
     }
 
-    /// Stops the server and waits for it to return.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            let result = tokio::time::timeout(Duration::from_secs(15), handle)
-                .await
-                .expect("server stops within its grace period")
-                .unwrap();
-            result.unwrap();
-        }
+    async fn post_event(&self, body: &[u8]) -> HttpResponse {
+        let addr = self.events_addr.expect("started with .events()");
+        http_request(addr, "POST", &self.events_path(), &[], body).await
     }
-
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    pub async fn signer(&self) -> UploadSignerClient<Channel> {
-        UploadSignerClient::new(self.channel().await)
-    }
-
-    pub async fn tracker(&self) -> UploadTrackerClient<Channel> {
-        UploadTrackerClient::new(self.channel().await)
-    }
-
-    /// POSTs `body` to the receiver's configured path.
-    pub async fn post_event(&self, body: &[u8]) -> HttpResponse {
-        http_request(self.events_addr, "POST", &self.events_path(), &[], body).await
-    }
-}
-
-impl Drop for EventsServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// A port just released by a stopped server may linger a moment.
-async fn bind_retrying(addr: SocketAddr) -> TcpListener {
-    let mut last = None;
-    for _ in 0..100 {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("cannot bind {addr}: {last:?}");
-}
-
-/// A request carrying `token` as its bearer token.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-#[derive(Debug)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: String,
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end.
-pub async fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // The server may answer (413) before reading everything; a failed write is then fine.
-    let _ = stream.write_all(body).await;
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    HttpResponse { status, body }
 }
 
 /// Tencent's published body `name` from `../shared/vectors/vod-events/`, verbatim.
@@ -345,7 +188,7 @@ pub fn now() -> i64 {
 
 /// Issues one tracked signature for `user_id` as caller `token`.
 pub async fn issue(
-    server: &EventsServer,
+    server: &TestServer,
     token: &str,
     user_id: &str,
     params: pb::UploadParams,
@@ -354,19 +197,19 @@ pub async fn issue(
         .signer()
         .await
         .issue_signature(authed(
-            token,
             pb::IssueSignatureRequest {
                 user_id: user_id.into(),
                 validity_seconds: 600,
                 params: Some(params),
             },
+            token,
         ))
         .await
         .map(|r| r.into_inner())
 }
 
 pub async fn get_upload(
-    server: &EventsServer,
+    server: &TestServer,
     token: &str,
     upload_id: &str,
 ) -> Result<pb::Upload, Status> {
@@ -374,10 +217,10 @@ pub async fn get_upload(
         .tracker()
         .await
         .get_upload(authed(
-            token,
             pb::GetUploadRequest {
                 upload_id: upload_id.into(),
             },
+            token,
         ))
         .await
         .map(|r| r.into_inner())
@@ -390,7 +233,7 @@ pub fn state(upload: &pb::Upload) -> pb::UploadState {
 /// Polls GetUpload until the upload is in `want` (events are applied once stored, but a
 /// test should not depend on exactly when).
 pub async fn wait_for_state(
-    server: &EventsServer,
+    server: &TestServer,
     upload_id: &str,
     want: pb::UploadState,
 ) -> pb::Upload {

@@ -1,24 +1,17 @@
-//! Shared by the `service_*` tests: configurations with secrets in temporary files, and a real
-//! server on an ephemeral loopback port driven through `vod_signer::server`.
+//! Shared by the `service_*` tests: one key and four callers that between them exercise every
+//! policy rule. The server itself is `vod_signer::testing::TestServer`.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use vod_signer::config::Config;
 use vod_signer::proto::v1 as pb;
-use vod_signer::proto::v1::upload_signer_client::UploadSignerClient;
-use vod_signer::server::{ServeOptions, ServerError, serve_with};
-use vod_signer::service::{Clock, IssueGate};
 use vod_signer::signature::{KeyRing, SecretId, SecretKey, SigningKey};
+#[allow(unused_imports)] // each test binary uses a different part
+pub use vod_signer::testing::{
+    IssueGate, ManualClock, TestServer, authed, config_from, sha256_hex,
+};
 
 pub const SECRET_ID: &str = "AKIDserviceTestKey";
 /// Only ever in a temporary file; the tests check it never shows up where it must not.
@@ -28,20 +21,6 @@ pub const FULL: &str = "full-token-0123";
 pub const RESTRICTED: &str = "restricted-token-4567";
 pub const VERIFY_ONLY: &str = "verify-only-token-89ab";
 pub const ISSUE_ONLY: &str = "issue-only-token-cdef";
-
-pub fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Parses `toml` after writing `files` (name, contents) into a temporary directory that
-/// relative paths resolve against. Secrets are read during parsing, so the directory can go.
-pub fn config_from(toml: &str, files: &[(&str, &str)]) -> Config {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, contents) in files {
-        std::fs::write(dir.path().join(name), contents).unwrap();
-    }
-    Config::from_toml_str(toml, dir.path()).unwrap_or_else(|e| panic!("test config: {e}"))
-}
 
 /// One key and four callers that between them exercise every policy rule.
 pub fn standard_toml(extra_top_level: &str) -> String {
@@ -95,107 +74,6 @@ pub fn standard_ring() -> KeyRing {
         SecretId::new(SECRET_ID).unwrap(),
         &SecretKey::from_string(SECRET_KEY.to_owned()).unwrap(),
     ))
-}
-
-pub struct TestServer {
-    pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<Result<(), ServerError>>>,
-}
-
-impl TestServer {
-    pub async fn start(config: Config) -> TestServer {
-        TestServer::start_with(config, ServeOptions::default()).await
-    }
-
-    pub async fn start_with(config: Config, options: ServeOptions) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        let handle = tokio::spawn(serve_with(config, listener, shutdown, options));
-        TestServer {
-            addr,
-            shutdown: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    /// A server whose clock the test sets, and the handle to set it.
-    pub async fn start_with_clock(config: Config, now: i64) -> (TestServer, Clock) {
-        let clock = Clock::manual(now);
-        let options = ServeOptions {
-            clock: clock.clone(),
-            issue_gate: None,
-            ..ServeOptions::default()
-        };
-        (TestServer::start_with(config, options).await, clock)
-    }
-
-    /// A server whose `IssueSignature` calls wait at `gate`.
-    pub async fn start_gated(config: Config) -> (TestServer, Arc<IssueGate>) {
-        let gate = IssueGate::new();
-        let options = ServeOptions {
-            clock: Clock::System,
-            issue_gate: Some(gate.clone()),
-            ..ServeOptions::default()
-        };
-        (TestServer::start_with(config, options).await, gate)
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    pub async fn client(&self) -> UploadSignerClient<Channel> {
-        UploadSignerClient::new(self.channel().await)
-    }
-
-    /// Sends the shutdown signal without waiting for the server to finish.
-    pub fn signal_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
-    }
-
-    /// Waits (at most `limit`) for `serve` to return after the shutdown signal.
-    pub async fn stopped(&mut self, limit: Duration) -> Result<(), ServerError> {
-        self.signal_shutdown();
-        let handle = self.handle.take().expect("server already stopped");
-        tokio::time::timeout(limit, handle)
-            .await
-            .expect("the server did not stop in time")
-            .expect("the server task panicked")
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.signal_shutdown();
-    }
-}
-
-/// `message` with `authorization: Bearer <token>`.
-pub fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
 }
 
 pub fn issue_request(user_id: &str, params: pb::UploadParams) -> pb::IssueSignatureRequest {
