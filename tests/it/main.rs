@@ -43,6 +43,9 @@ mod receiver_postgres;
 mod tracking_state;
 mod tracking_store;
 
+// The client crate.
+mod client;
+
 // Rules about the code itself.
 mod module_graph;
 mod release_has_no_hooks;

@@ -3,6 +3,7 @@
 //! VOD API stand-in, real Redis and PostgreSQL instances).
 #![allow(dead_code)] // each test module uses a different part
 
+pub mod client;
 pub mod events;
 pub mod ops;
 pub mod params;

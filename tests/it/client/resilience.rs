@@ -1,12 +1,10 @@
 //! Deadlines, retries and balancing against real servers on loopback.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use support::IssueGate;
-use support::{TOKEN, builder, free_addr, start, start_gated, start_on};
+use crate::support::client::IssueGate;
+use crate::support::client::{TOKEN, builder, free_addr, start, start_gated, start_on};
 use tokio::net::TcpListener;
 use vod_signer_client::{Error, IssueRequest, RetryPolicy};
 

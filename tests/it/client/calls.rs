@@ -1,12 +1,10 @@
 //! Every RPC and every error kind the service can send, against a real server on loopback.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use support::{TOKEN, VERIFY_ONLY_TOKEN, builder, client, start};
+use crate::support::client::{TOKEN, VERIFY_ONLY_TOKEN, builder, client, start};
 use vod_signer_client::bff::AppReply;
 use vod_signer_client::{
     BearerToken, Error, IssueRequest, SignerClient, TaskNotifyMode, TokenError, Verification,
