@@ -2,7 +2,6 @@
 //! refused (UNAVAILABLE), health says NOT_SERVING for UploadSigner and the failures are
 //! counted; once writes succeed again, everything resumes.
 
-
 use std::io::{self, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,5 @@
 //! The `sign` and `verify` subcommands, run as a user would run the binary.
 
-
 use std::process::{Command, Output};
 
 use serde_json::Value;

@@ -2,7 +2,6 @@
 //! preface or finish their TLS handshake, more connections than `max_connections`, idle and
 //! half-open connections at shutdown, and health watches that stay open.
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! each encodes `original` its own way (`+` or `%20` for spaces, different escaped sets, Go's
 //! sorted keys, no encoding at all), over random Unicode parameters, signed as of now.
 
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,5 @@
 //! The signing core against signatures made by other implementations.
 
-
 use crate::support::params::assert_params_match;
 use crate::support::vectors::{self, Vector};
 use vod_signer::signature::*;

@@ -2,7 +2,6 @@
 //! are filled in, so they cannot drift from what the server accepts; and the manifests say
 //! what the README promises (probes on the health service, keys from a Secret, replicas).
 
-
 use std::path::Path;
 
 use crate::support::ops::{TestCa, sha256_hex};

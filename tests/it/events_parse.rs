@@ -1,7 +1,6 @@
 //! Parsing Tencent's published notification bodies, the doc's field-name traps, and the
 //! `SignKey` check on the signed fixture.
 
-
 use crate::support::events::*;
 use serde_json::json;
 use vod_signer::events::{

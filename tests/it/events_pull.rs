@@ -3,14 +3,13 @@
 //! consumer, and copes with failed confirms, timed-out polls and refused credentials;
 //! reconciliation moves stuck uploads to READY or FAILED.
 
-
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use crate::support::pull::*;
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::oneshot;
 use vod_signer::metrics::Metrics;

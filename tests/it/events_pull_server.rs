@@ -2,7 +2,6 @@
 //! API credentials defaulting to the active `[[keys]]` entry, reconciliation from
 //! `[tracking] reconcile_after_seconds`, and a stop that leaves nothing stored unconfirmed.
 
-
 use std::time::Duration;
 
 use crate::support::pull::standin::{StandIn, StandInTiming};

@@ -5,6 +5,7 @@ mod support;
 
 // The signing core.
 mod core_foreign;
+mod core_oracle;
 mod core_properties;
 mod core_vectors;
 

@@ -1,6 +1,5 @@
 //! `/metrics` of a real server after real calls.
 
-
 use crate::support::ops::*;
 use tonic::Code;
 use vod_signer::proto::v1 as pb;

@@ -2,7 +2,6 @@
 //! (the stand-in's) into the SQLite tracker. Ignored by `cargo test`: it asserts nothing about
 //! time, it prints a `RESULT` line for the script (run it with `--release --ignored`).
 
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! The Redis quota store against a real `redis-server`: one budget for several replicas,
 //! atomic under concurrency, windows that roll over, and a Redis that goes away.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 

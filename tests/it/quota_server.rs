@@ -2,11 +2,10 @@
 //! sharing a real Redis, RESOURCE_EXHAUSTED with RetryInfo, windows, batches, reloaded
 //! limits, and a Redis that goes away (on_store_error allow and deny).
 
-
 use std::time::Duration;
 
-use crate::support::redis::RedisServer;
 use crate::support::ops::*;
+use crate::support::redis::RedisServer;
 use tonic::Code;
 use tonic_types::StatusExt;
 use vod_signer::proto::v1 as pb;

@@ -6,11 +6,10 @@
 //! collide about 4.5 times on average (birthday bound over 2^32), so the checks below would
 //! fail with a probability of about 99%.
 
-
 use std::collections::HashSet;
 
-use crate::support::redis::RedisServer;
 use crate::support::ops::*;
+use crate::support::redis::RedisServer;
 use tonic::Code;
 use vod_signer::proto::v1 as pb;
 

@@ -2,7 +2,6 @@
 //! published F1 and F3 bodies (adapted in the test to carry the tracked id) POSTed to the
 //! receiver, the upload followed with GetUpload and WatchUploads, then a restart.
 
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

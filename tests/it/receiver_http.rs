@@ -2,7 +2,6 @@
 //! bodies POSTed to the HTTP receiver, and the uploads read back through `UploadTracker`,
 //! on the SQLite store.
 
-
 use std::time::Duration;
 
 use serde_json::Value;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 
-use postgres::PostgresServer;
 use crate::support::receiver::*;
+use postgres::PostgresServer;
 use vod_signer::proto::v1 as pb;
 
 const FILE_ID: &str = "5285890784273533167";

@@ -2,7 +2,6 @@
 //! nothing; through the reload handle in-process, and through a real SIGHUP to a real
 //! `vod-signer serve` process.
 
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! The UploadSigner RPCs over a real gRPC connection: authentication, policy, argument
 //! checks, issue→verify, the shared vectors, batches and concurrency.
 
-
 use std::collections::HashSet;
 
 use tonic::Code;
@@ -572,7 +571,11 @@ async fn every_shared_vector_verifies_through_the_service() {
 }
 
 /// The decoded values the service reports equal the producer's own inputs.
-fn assert_args_match(v: &crate::support::vectors::Vector, r: &pb::VerifySignatureResponse, label: &str) {
+fn assert_args_match(
+    v: &crate::support::vectors::Vector,
+    r: &pb::VerifySignatureResponse,
+    label: &str,
+) {
     use serde_json::Value;
     let p = r.params.as_ref().unwrap();
     for (name, expected) in &v.args {

@@ -1,7 +1,6 @@
 //! Configuration errors, and `vod-signer serve` as a process: refusing a bad file, serving
 //! with secrets from the environment, logging audit events, exiting 0 on SIGTERM and SIGINT.
 
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

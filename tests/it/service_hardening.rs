@@ -2,7 +2,6 @@
 //! the documented parameters is reported, and user ids that would make audit lines lie are
 //! refused.
 
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};

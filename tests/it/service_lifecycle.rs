@@ -1,6 +1,5 @@
 //! The server around the service: health, reflection, deadlines and graceful shutdown.
 
-
 use std::time::{Duration, Instant};
 
 use tonic::Code;

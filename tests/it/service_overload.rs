@@ -4,7 +4,6 @@
 //! finish. When queue-delay shedding starts and stops is tested with synthetic times in
 //! `src/server/admission.rs`.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::service::*;

@@ -1,7 +1,6 @@
 //! Failed authentications and PERMISSION_DENIED are logged, at most one line per second for
 //! each kind (with the number left out), and never with the token.
 
-
 use std::io;
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,6 @@
 //! TLS and mTLS against the real server, with certificates made at test time; and
 //! certificates replaced by a reload.
 
-
 use crate::support::ops::*;
 use vod_signer::config::Config;
 

@@ -1,6 +1,5 @@
 //! The pure state derivation: order and repetition of events never change the result.
 
-
 use crate::support::events::*;
 use proptest::prelude::*;
 use serde_json::Value;

@@ -1,7 +1,6 @@
 //! `[transport]` limits on the real server: request size, connection age; and the checks on
 //! the values.
 
-
 use std::time::{Duration, Instant};
 
 use crate::support::ops::*;

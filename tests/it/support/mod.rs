@@ -11,5 +11,6 @@ pub mod postgres;
 pub mod pull;
 pub mod receiver;
 pub mod redis;
+pub mod reference;
 pub mod service;
 pub mod vectors;
