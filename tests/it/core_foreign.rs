@@ -8,6 +8,7 @@ use std::process::Command;
 
 use crate::support::params::assert_params_match;
 use serde::Deserialize;
+use vod_signer::cli::unix_now as now;
 use vod_signer::signature::*;
 
 #[derive(Deserialize)]
@@ -21,10 +22,6 @@ struct Foreign {
 
 const COUNT: &str = "40";
 const SEED: &str = "20261123";
-
-fn now() -> i64 {
-    vod_signer::cli::unix_now()
-}
 
 fn run(program: &str, script: &str) -> Vec<Foreign> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/foreign");

@@ -7,12 +7,9 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::support::service::*;
+use vod_signer::cli::unix_now as now;
 use vod_signer::proto::v1 as pb;
 use vod_signer::signature::{VerifyFailure, VerifyOptions, fingerprint};
-
-fn now() -> i64 {
-    vod_signer::cli::unix_now()
-}
 
 #[tokio::test]
 async fn missing_malformed_and_unknown_tokens_are_unauthenticated() {

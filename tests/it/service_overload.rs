@@ -180,13 +180,23 @@ async fn with_a_tight_queue_bound_a_burst_gets_only_ok_or_unavailable() {
     }
     assert!(ok >= 1, "the first calls of a burst are always served");
 
-    // Once the burst is over the server serves again.
+    // Once the burst is over the server serves again. The queue bound is tight, so on a busy
+    // machine (the whole test binary runs in one process) a single call may still be shed:
+    // a few tries, and only UNAVAILABLE counts as "not yet".
     let mut client = pb::upload_signer_client::UploadSignerClient::new(channel);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    client
-        .issue_signature(authed(issue_request("after", Default::default()), FULL))
-        .await
-        .expect("served after the burst");
+    let mut last = None;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match client
+            .issue_signature(authed(issue_request("after", Default::default()), FULL))
+            .await
+        {
+            Ok(_) => return,
+            Err(status) if status.code() == Code::Unavailable => last = Some(status),
+            Err(status) => panic!("unexpected status after the burst: {status:?}"),
+        }
+    }
+    panic!("not served again after the burst: {last:?}");
 }
 
 const ISSUE_PATH: &str = "/vod.signer.v1.UploadSigner/IssueSignature";

@@ -179,12 +179,7 @@ pub fn md5_hex(data: &[u8]) -> String {
     hex::encode(md5::Md5::digest(data))
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+pub use vod_signer::cli::unix_now as now;
 
 /// Issues one tracked signature for `user_id` as caller `token`.
 pub async fn issue(

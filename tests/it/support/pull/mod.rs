@@ -112,12 +112,7 @@ pub fn api_client(endpoint: &str, secret_key: &str) -> ApiClient {
     .expect("a client for the stand-in")
 }
 
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+pub use vod_signer::cli::unix_now;
 
 /// Polls `condition` every 20 ms until it holds; panics with `what` after `limit`.
 pub async fn eventually<F: FnMut() -> bool>(limit: Duration, what: &str, mut condition: F) {
