@@ -7,7 +7,7 @@
 //! its own tracked upload, so every event is a real write: insert, correlate, derive, change.
 
 #[allow(dead_code)]
-#[path = "../tests/ops_support/postgres.rs"]
+#[path = "../tests/it/support/postgres.rs"]
 mod postgres;
 
 use std::sync::Arc;

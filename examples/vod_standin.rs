@@ -1,6 +1,6 @@
 //! A local stand-in for VOD's event queue (PullEvents/ConfirmEvents/DescribeTaskDetail), to try
 //! reliable (PULL) mode without a Tencent account. It is the tests' stand-in
-//! (`tests/pull_support/standin.rs`), accepting the development key of `serve --dev`.
+//! (`tests/it/support/pull/standin.rs`), accepting the development key of `serve --dev`.
 //!
 //! ```text
 //! cargo run --example vod_standin -- 127.0.0.1:9100
@@ -9,7 +9,7 @@
 //! `../shared/vectors/vod-events/` on one line); `[events.pull] endpoint =
 //! "http://127.0.0.1:9100"` makes vod-signer pull it.
 
-#[path = "../tests/pull_support/standin.rs"]
+#[path = "../tests/it/support/pull/standin.rs"]
 #[allow(dead_code)]
 mod standin;
 

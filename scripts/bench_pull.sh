@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reliable (PULL) mode: how fast one consumer drains VOD's queue. The queue is the test
-# stand-in's (tests/pull_support/standin.rs: TC3 checked on every call, at most 16 events per
+# stand-in's (tests/it/support/pull/standin.rs: TC3 checked on every call, at most 16 events per
 # PullEvents, ConfirmEvents of at most 16 handles), the store a fresh SQLite tracker; every
 # event is a NewFileUpload of a tracked upload, so each is stored, deduplicated and applied.
 #
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 export PULL_BENCH_EVENTS=${PULL_BENCH_EVENTS:-20000}
 PROFILE=${PROFILE:-release}
 echo "building the pull drain measurement ($PROFILE)..." >&2
-output=$(cargo test --profile "$PROFILE" --quiet --test pull_drain_bench -- --ignored --nocapture 2>&1)
+output=$(cargo test --profile "$PROFILE" --quiet --test it -- pull_drain_bench --ignored --nocapture 2>&1)
 line=$(grep '^RESULT pull_drain' <<<"$output" || true)
 if [[ -z $line ]]; then
     echo "$output" >&2

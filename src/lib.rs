@@ -10,6 +10,7 @@
 //! - [`vod_api`]: the VOD API 3.0 client (TC3-signed); [`pull`]: reliable-mode consumer and
 //!   reconciliation built on it.
 //! - [`receiver`]: the HTTP endpoint VOD posts its event notifications to.
+//! - `testing` (only with the `testsuite` feature): the test harness.
 
 pub mod cli;
 pub mod config;
@@ -24,5 +25,7 @@ pub mod receiver;
 pub mod server;
 pub mod service;
 pub mod signature;
+#[cfg(feature = "testsuite")]
+pub mod testing;
 pub mod tracking;
 pub mod vod_api;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use crate::vod_api::{ApiError, ErrorClass};
 
 /// The waits of one consumer. Production values come from [`Default`]; tests shorten them.
-#[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub struct BackoffPolicy {
     /// The first wait after a failure.

@@ -22,7 +22,6 @@ use crate::tracking::{Delivery, Receipt, ReceivedEvent, Tracker};
 use crate::vod_api::{ApiClient, ApiError, ErrorClass, EventHandle, HandleBatch, PulledEvent};
 
 /// Timings of the consumer. [`Default`] holds Tencent's numbers; tests shorten them.
-#[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub struct PullTiming {
     /// Client timeout of `PullEvents`: VOD holds a poll up to 5 s, Tencent says to wait 10 s.

@@ -1,5 +1,5 @@
 //! The in-process store and the pieces shared with Redis; the Redis store itself is tested
-//! against a real server in `tests/ops_quota.rs`.
+//! against a real server in `tests/it/quota.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,7 +33,9 @@ use crate::proto::v1::upload_tracker_server::{
 use crate::pull::{PullTasks, PullTiming};
 use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
 use crate::receiver::Receiver;
-use crate::service::{Clock, IssueGate, RandomSlots, Shared, SignerService, TrackerService};
+#[cfg(feature = "testsuite")]
+use crate::service::IssueHook;
+use crate::service::{Clock, RandomSlots, Shared, SignerService, TrackerService};
 use crate::tracking::{Tracker, TrackingError};
 use crate::vod_api::ApiClientError;
 
@@ -88,6 +90,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Without the `testsuite` feature this is the only field.
+    #[cfg_attr(not(feature = "testsuite"), allow(clippy::needless_update))]
     let options = ServeOptions {
         reload_on_sighup: true,
         ..ServeOptions::default()
@@ -95,23 +99,30 @@ pub async fn serve(
     serve_with(config, listener, shutdown, options).await
 }
 
-/// Knobs that only tests turn: the clock, and a gate that holds `IssueSignature` calls.
-#[doc(hidden)]
+/// How [`serve_with`] starts. [`serve`] sets `reload_on_sighup`; every other field is a hook of
+/// the test harness (`crate::testing::TestServer`), compiled only with the `testsuite` feature.
 #[derive(Debug, Default)]
-pub struct ServeOptions {
+pub(crate) struct ServeOptions {
+    #[cfg(feature = "testsuite")]
     pub clock: Clock,
-    pub issue_gate: Option<Arc<IssueGate>>,
+    #[cfg(feature = "testsuite")]
+    pub issue_hook: Option<Arc<dyn IssueHook>>,
     /// Serve `/metrics` here instead of binding `config.metrics_listen`.
+    #[cfg(feature = "testsuite")]
     pub metrics_listener: Option<TcpListener>,
     /// Reload requests from a [`ReloadHandle`], instead of (or without) SIGHUP.
+    #[cfg(feature = "testsuite")]
     pub reload: Option<ReloadRequests>,
     /// Reload the configuration file on SIGHUP (what [`serve`] does), unless `reload` is set.
     pub reload_on_sighup: bool,
     /// The audit log output to follow instead of the one `logging::init` installed.
+    #[cfg(feature = "testsuite")]
     pub audit_sink: Option<crate::logging::SinkHealth>,
     /// Receive VOD events here instead of binding `[events] listen`.
+    #[cfg(feature = "testsuite")]
     pub events_listener: Option<TcpListener>,
     /// Shorter timings for the reliable-mode consumer (`[events.pull]`) than Tencent's.
+    #[cfg(feature = "testsuite")]
     pub pull_timing: Option<PullTiming>,
 }
 
@@ -124,17 +135,46 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// [`serve`] with [`ServeOptions`]; for tests.
-#[doc(hidden)]
-pub async fn serve_with(
+/// [`serve`] with [`ServeOptions`].
+pub(crate) async fn serve_with(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), ServerError> {
     let local_addr = listener.local_addr().map_err(ServerError::Listener)?;
+    #[cfg(feature = "testsuite")]
+    let ServeOptions {
+        clock,
+        issue_hook,
+        metrics_listener,
+        reload,
+        reload_on_sighup: sighup,
+        audit_sink,
+        events_listener,
+        pull_timing,
+    } = options;
+    // Without the test harness, every hook is off.
+    #[cfg(not(feature = "testsuite"))]
+    let (
+        ServeOptions {
+            reload_on_sighup: sighup,
+        },
+        clock,
+        metrics_listener,
+        reload,
+        audit_sink,
+    ) = (
+        options,
+        Clock::System,
+        None::<TcpListener>,
+        None::<ReloadRequests>,
+        None::<crate::logging::SinkHealth>,
+    );
+    #[cfg(not(feature = "testsuite"))]
+    let (events_listener, pull_timing) = (None::<TcpListener>, None::<PullTiming>);
 
-    let audit_sink = options.audit_sink.or_else(crate::logging::installed_sink);
+    let audit_sink = audit_sink.or_else(crate::logging::installed_sink);
     let metrics = Arc::new(match &audit_sink {
         Some(sink) => Metrics::with_log_sink(sink),
         None => Metrics::new(),
@@ -172,13 +212,16 @@ pub async fn serve_with(
 
     // Shared behind an ArcSwap so a reload can replace keys and callers in one step.
     let shared = Arc::new(ArcSwap::from_pointee(Shared::from_config(&config)));
-    let clock = options.clock;
-    let mut signer = SignerService::new(shared.clone(), clock.clone(), options.issue_gate)
+    let mut signer = SignerService::new(shared.clone(), clock.clone())
         .with_operations(quotas, metrics.clone())
         .with_random_slots(random_slots)
         .with_audit_sink(audit_sink.clone());
     if let Some(tracker) = &tracker {
         signer = signer.with_tracker(tracker.clone());
+    }
+    #[cfg(feature = "testsuite")]
+    {
+        signer = signer.with_issue_hook(issue_hook);
     }
     // Set when shutdown starts: the receiver stops accepting, and open watches end so their
     // clients resume on another replica instead of holding the drain.
@@ -195,7 +238,7 @@ pub async fn serve_with(
         .map(|tls| Arc::new(ArcSwap::new(tls.server_config.clone())));
 
     let mut helpers = Vec::new();
-    let metrics_listener = match (options.metrics_listener, config.metrics_listen) {
+    let metrics_listener = match (metrics_listener, config.metrics_listen) {
         (Some(listener), _) => Some(listener),
         (None, Some(addr)) => Some(
             TcpListener::bind(addr)
@@ -218,7 +261,7 @@ pub async fn serve_with(
 
     let events_addr = match (&tracker, &config.events) {
         (Some(tracker), Some(events)) => {
-            let listener = match (options.events_listener, events.listen) {
+            let listener = match (events_listener, events.listen) {
                 (Some(listener), _) => Some(listener),
                 (None, Some(addr)) => Some(
                     TcpListener::bind(addr)
@@ -275,7 +318,7 @@ pub async fn serve_with(
                     .tracking
                     .as_ref()
                     .map_or(Duration::ZERO, |t| t.reconcile_after),
-                options.pull_timing.unwrap_or_default(),
+                pull_timing.unwrap_or_default(),
                 draining_rx.clone(),
             )
             .map_err(ServerError::Pull)?,
@@ -283,11 +326,11 @@ pub async fn serve_with(
         _ => None,
     };
 
-    let reload_requests = match options.reload {
+    let reload_requests = match reload {
         Some(requests) => requests,
         None => {
             let (handle, requests) = reload_channel();
-            if options.reload_on_sighup {
+            if sighup {
                 helpers.push(reload_on_sighup(handle)?);
             }
             requests

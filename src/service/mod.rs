@@ -13,11 +13,11 @@ mod tracker;
 mod upload_convert;
 
 use std::sync::Arc;
+#[cfg(feature = "testsuite")]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
@@ -39,21 +39,19 @@ use crate::tracking::Tracker;
 /// Most signatures one `IssueSignatureBatch` call may ask for.
 pub const MAX_BATCH: u32 = 100;
 
-/// Where the service reads the time. Production uses the system clock; tests pin it to verify
-/// signatures dated in the past (the shared vectors) or to move past an expiry.
+/// Where the service reads the time: the system clock. Builds with the `testsuite` feature can
+/// pin it instead (`vod_signer::testing::ManualClock`), to verify signatures dated in the past
+/// (the shared vectors) or to move past an expiry.
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
     #[default]
     System,
-    /// Unix seconds, set by whoever holds the other handle.
+    /// Unix seconds, set through the `ManualClock` that made it.
+    #[cfg(feature = "testsuite")]
     Manual(Arc<AtomicI64>),
 }
 
 impl Clock {
-    pub fn manual(now: i64) -> Clock {
-        Clock::Manual(Arc::new(AtomicI64::new(now)))
-    }
-
     pub fn now(&self) -> i64 {
         match self {
             Clock::System => match SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -61,58 +59,19 @@ impl Clock {
                 // Signing refuses times before 1970 (an Internal error), so the sign is kept.
                 Err(before) => -(before.duration().as_secs() as i64),
             },
+            #[cfg(feature = "testsuite")]
             Clock::Manual(now) => now.load(Ordering::Relaxed),
         }
     }
-
-    /// Moves a manual clock; does nothing to the system clock.
-    pub fn set(&self, now: i64) {
-        if let Clock::Manual(t) = self {
-            t.store(now, Ordering::Relaxed);
-        }
-    }
 }
 
-/// Holds `IssueSignature` calls until released, so a test can keep a call in flight (to check
-/// graceful shutdown and deadlines) without timing tricks. Only reachable through
-/// [`crate::server::serve_with`]; the public `serve` never installs one.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct IssueGate {
-    arrived: Semaphore,
-    released: Semaphore,
-}
-
-impl IssueGate {
-    pub fn new() -> Arc<IssueGate> {
-        Arc::new(IssueGate {
-            arrived: Semaphore::new(0),
-            released: Semaphore::new(0),
-        })
-    }
-
-    /// Waits until a call has reached the gate.
-    pub async fn wait_for_arrival(&self) {
-        self.arrived
-            .acquire()
-            .await
-            .expect("the gate's semaphores are never closed")
-            .forget();
-    }
-
-    /// Lets `n` held (or future) calls through.
-    pub fn release(&self, n: usize) {
-        self.released.add_permits(n);
-    }
-
-    async fn pass(&self) {
-        self.arrived.add_permits(1);
-        self.released
-            .acquire()
-            .await
-            .expect("the gate's semaphores are never closed")
-            .forget();
-    }
+/// Runs at the start of every `IssueSignature` call, so a test can hold a call in flight (to
+/// check graceful shutdown and deadlines) without timing tricks; `vod_signer::testing::IssueGate`
+/// is the one implementation. The trait lives here, not in `testing`, so that the service does
+/// not depend on the test harness that depends on it.
+#[cfg(feature = "testsuite")]
+pub trait IssueHook: std::fmt::Debug + Send + Sync {
+    fn before_issue(&self) -> futures_util::future::BoxFuture<'_, ()>;
 }
 
 /// What a call needs to know, swapped as a whole if the configuration is reloaded, so a call
@@ -143,7 +102,8 @@ pub struct SignerService {
     // One slot source for the whole process: one-time signatures must never repeat `random`.
     random_slots: RandomSlots,
     clock: Clock,
-    issue_gate: Option<Arc<IssueGate>>,
+    #[cfg(feature = "testsuite")]
+    issue_hook: Option<Arc<dyn IssueHook>>,
     quotas: Arc<Quotas>,
     metrics: Arc<Metrics>,
     /// Where audit lines go; issuance stops while it fails (`None`: not ours to watch).
@@ -160,11 +120,7 @@ pub struct SignerService {
 const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SignerService {
-    pub fn new(
-        shared: Arc<ArcSwap<Shared>>,
-        clock: Clock,
-        issue_gate: Option<Arc<IssueGate>>,
-    ) -> Self {
+    pub fn new(shared: Arc<ArcSwap<Shared>>, clock: Clock) -> Self {
         let metrics = Arc::new(Metrics::new());
         let quotas = Quotas::new(
             QuotaStore::Memory(MemoryStore::default()),
@@ -175,7 +131,8 @@ impl SignerService {
             shared,
             random_slots: RandomSlots::process(),
             clock,
-            issue_gate,
+            #[cfg(feature = "testsuite")]
+            issue_hook: None,
             quotas: Arc::new(quotas),
             metrics,
             audit_sink: None,
@@ -244,6 +201,13 @@ impl SignerService {
 
     /// Counts into `metrics` and checks per-user quotas with `quotas` (by default: metrics
     /// nobody reads and an in-process store).
+    /// Runs `hook` at the start of every `IssueSignature` call (the test harness's gate).
+    #[cfg(feature = "testsuite")]
+    pub fn with_issue_hook(mut self, hook: Option<Arc<dyn IssueHook>>) -> Self {
+        self.issue_hook = hook;
+        self
+    }
+
     pub fn with_operations(mut self, quotas: Arc<Quotas>, metrics: Arc<Metrics>) -> Self {
         self.quotas = quotas;
         self.metrics = metrics;
@@ -465,8 +429,9 @@ impl UploadSigner for SignerService {
         &self,
         request: Request<pb::IssueSignatureRequest>,
     ) -> Result<Response<pb::IssueSignatureResponse>, Status> {
-        if let Some(gate) = &self.issue_gate {
-            gate.pass().await;
+        #[cfg(feature = "testsuite")]
+        if let Some(hook) = &self.issue_hook {
+            hook.before_issue().await;
         }
         // An owned snapshot, not a guard: the quota check may wait on Redis.
         let shared = self.shared.load_full();

@@ -27,8 +27,6 @@ mod key_ring;
 mod params;
 mod query;
 mod random;
-#[cfg(test)]
-mod reference;
 mod secret;
 mod sign;
 mod verify;

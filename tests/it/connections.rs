@@ -1,0 +1,269 @@
+//! Connections that cost the server without making calls: clients that never send the HTTP/2
+//! preface or finish their TLS handshake, more connections than `max_connections`, idle and
+//! half-open connections at shutdown, and health watches that stay open.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::ops::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Waits (at most `limit`) for the server to close `tcp`: a read returns end of file or an
+/// error. `false` if it is still open then.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(io: &mut S, limit: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let until_closed = async {
+        loop {
+            match io.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, until_closed).await.is_ok()
+}
+
+fn server_config(dir: &ConfigDir, transport: &str) -> vod_signer::config::Config {
+    dir.write_config(&config_toml(
+        KEY_A,
+        false,
+        &format!("[transport]\n{transport}"),
+        "",
+    ));
+    dir.load()
+}
+
+#[tokio::test]
+async fn a_client_that_never_sends_the_preface_is_dropped() {
+    let dir = ConfigDir::new();
+    let server = start_metered(server_config(&dir, "handshake_timeout_seconds = 1")).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut partial = TcpStream::connect(server.addr).await.unwrap();
+    // Half of the preface, then nothing.
+    partial.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let started = Instant::now();
+    let (silent_closed, partial_closed) = tokio::join!(
+        closed_within(&mut silent, Duration::from_secs(4)),
+        closed_within(&mut partial, Duration::from_secs(4)),
+    );
+    assert!(
+        silent_closed,
+        "a silent connection outlived the handshake timeout"
+    );
+    assert!(partial_closed, "half a preface kept the connection open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A client that speaks HTTP/2 stays past the timeout and is served.
+    let mut client = server.signer().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    issue(&mut client, "alice").await.unwrap();
+    let metrics = server.metrics().await;
+    assert_eq!(
+        series(
+            &metrics,
+            "vod_signer_connections_closed_total{reason=\"handshake_timeout\"}"
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+/// A TLS client connector trusting `ca_pem`, offering ALPN h2.
+fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn over_tls_a_silent_client_is_dropped_before_and_after_its_handshake() {
+    let ca = TestCa::new("server CA");
+    let dir = ConfigDir::new();
+    let (cert, key) = ca.leaf("localhost");
+    dir.write("server.pem", &cert);
+    dir.write("server.key", &key);
+    let server = start_metered(server_config(
+        &dir,
+        "handshake_timeout_seconds = 1\n[tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"",
+    ))
+    .await;
+
+    // No TLS ClientHello at all.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    // A TLS handshake, then no HTTP/2 preface.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tls_connector(&ca.pem()).connect(name, tcp).await.unwrap();
+    let (silent_closed, tls_closed) = tokio::join!(
+        closed_within(&mut silent, Duration::from_secs(4)),
+        closed_within(&mut tls, Duration::from_secs(4)),
+    );
+    assert!(
+        silent_closed,
+        "a client without a ClientHello outlived the timeout"
+    );
+    assert!(
+        tls_closed,
+        "a TLS client without an HTTP/2 preface outlived the timeout"
+    );
+
+    let mut client = tls_client(server.addr, &ca.pem(), None).await.unwrap();
+    issue(&mut client, "alice").await.unwrap();
+    server.stop().await;
+}
+
+/// An HTTP/2 connection that completed its handshake and then sits idle, answering nothing.
+async fn idle_http2(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    tcp
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_are_closed_at_once() {
+    let dir = ConfigDir::new();
+    let server = start_metered(server_config(&dir, "max_connections = 3")).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(idle_http2(server.addr).await);
+    }
+    // Let the server take all three before the fourth arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(2)).await,
+        "a fourth connection was kept open"
+    );
+    assert!(
+        !closed_within(&mut open[0], Duration::from_millis(300)).await,
+        "the first three stay open"
+    );
+    // A place frees when a connection closes.
+    open.pop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = server.signer().await;
+    issue(&mut client, "alice").await.unwrap();
+    let metrics = server.metrics().await;
+    assert_eq!(
+        series(
+            &metrics,
+            "vod_signer_connections_closed_total{reason=\"max_connections\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_with_idle_and_half_open_connections_is_quick() {
+    let dir = ConfigDir::new();
+    // The default grace period (10 s): what a slow shutdown would wait for.
+    let server = start_metered(server_config(&dir, "")).await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        // Connected, not a byte sent.
+        held.push(TcpStream::connect(server.addr).await.unwrap());
+        // Past the preface, then deaf: never answers the GOAWAY's PING.
+        held.push(idle_http2(server.addr).await);
+    }
+    // A well-behaved idle client, and one with a health watch open.
+    let mut client = server.signer().await;
+    issue(&mut client, "alice").await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    server.stop().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "shutdown took {took:?} with idle connections open"
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn health_watches_are_bounded() {
+    let dir = ConfigDir::new();
+    let server = start_metered(server_config(&dir, "max_health_watches = 2")).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let watch = || HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut first = health.watch(watch()).await.unwrap().into_inner();
+    first.message().await.unwrap().unwrap();
+    let mut second = health.watch(watch()).await.unwrap().into_inner();
+    second.message().await.unwrap().unwrap();
+
+    let status = health.watch(watch()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("max_health_watches"),
+        "{status:?}"
+    );
+    // Check still answers, and calls are served.
+    health.check(watch()).await.unwrap();
+    let mut client = server.signer().await;
+    issue(&mut client, "alice").await.unwrap();
+
+    // A watch that ends gives its place back.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut third = loop {
+        match health.watch(watch()).await {
+            Ok(stream) => break stream.into_inner(),
+            Err(status) if Instant::now() < deadline => {
+                assert_eq!(status.code(), Code::ResourceExhausted);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("no place after a watch ended: {status:?}"),
+        }
+    };
+    third.message().await.unwrap().unwrap();
+    drop((second, third));
+    server.stop().await;
+}
