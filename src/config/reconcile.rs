@@ -69,6 +69,15 @@ mod tests {
     use super::*;
     use crate::config::StoreLocation;
 
+    /// The warnings about reconciliation (the test files' modes earn one of their own).
+    fn reconcile_warnings(config: &Config) -> Vec<&String> {
+        config
+            .warnings
+            .iter()
+            .filter(|w| w.contains("reconcil"))
+            .collect()
+    }
+
     const TOKEN_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
     /// Parses a PUSH-only configuration (one key, one caller, `[tracking]` with
@@ -99,12 +108,17 @@ mod tests {
         assert!(config.pull.is_none());
         let api = config
             .reconcile_api
+            .as_ref()
             .expect("reconciliation is on by default");
         assert_eq!(api.endpoint, DEFAULT_ENDPOINT);
         assert_eq!(api.region, "");
         assert_eq!(api.sub_app_id, 0);
         assert_eq!(api.credential.secret_id().as_str(), "AKIDsigning");
-        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert!(
+            reconcile_warnings(&config).is_empty(),
+            "{:?}",
+            config.warnings
+        );
     }
 
     #[test]
@@ -116,7 +130,7 @@ mod tests {
              api_secret_id = \"AKIDapi\"\napi_secret_key_file = \"api-key\"\n",
         )
         .unwrap();
-        let api = config.reconcile_api.unwrap();
+        let api = config.reconcile_api.as_ref().unwrap();
         assert_eq!(api.endpoint, "http://127.0.0.1:9100");
         assert_eq!(api.region, "ap-guangzhou");
         assert_eq!(api.sub_app_id, 1_500_000_001);
@@ -132,7 +146,7 @@ mod tests {
             "[tracking.reconcile_api]\nendpoint = \"http://127.0.0.1:9100\"\n",
         )
         .unwrap();
-        let api = config.reconcile_api.unwrap();
+        let api = config.reconcile_api.as_ref().unwrap();
         assert_eq!(api.endpoint, "http://127.0.0.1:9100");
         assert_eq!(api.credential.secret_id().as_str(), "AKIDsigning");
     }
@@ -145,22 +159,26 @@ mod tests {
              [tracking.reconcile_api]\nendpoint = \"http://127.0.0.1:9100\"\n",
         )
         .unwrap();
-        let api = config.reconcile_api.unwrap();
+        let api = config.reconcile_api.as_ref().unwrap();
         assert_eq!(api.endpoint, "http://127.0.0.1:9200");
         assert_eq!(api.sub_app_id, 7);
-        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        let warnings = reconcile_warnings(&config);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            config.warnings[0].contains("[tracking.reconcile_api] is ignored"),
-            "{:?}",
-            config.warnings
+            warnings[0].contains("[tracking.reconcile_api] is ignored"),
+            "{warnings:?}"
         );
         // Without its own section, no warning.
         let config = parse("", "[events.pull]\nendpoint = \"http://127.0.0.1:9200\"\n").unwrap();
         assert_eq!(
-            config.reconcile_api.unwrap().endpoint,
+            config.reconcile_api.as_ref().unwrap().endpoint,
             "http://127.0.0.1:9200"
         );
-        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert!(
+            reconcile_warnings(&config).is_empty(),
+            "{:?}",
+            config.warnings
+        );
     }
 
     #[test]
@@ -217,6 +235,14 @@ mod tests {
             .expect_err(section);
             assert!(err.contains(field), "{section}: {err}");
         }
+    }
+
+    #[test]
+    fn serve_dev_does_not_reconcile() {
+        // Its key is unknown to VOD: every DescribeTaskDetail at Tencent would be refused.
+        let dev = Config::development();
+        assert!(dev.reconcile_api.is_none());
+        assert!(dev.tracking.is_some_and(|t| t.reconcile_after.is_zero()));
     }
 
     #[test]
