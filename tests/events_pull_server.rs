@@ -271,3 +271,61 @@ async fn push_only_reconciles_stuck_uploads_through_its_own_api_section() {
     );
     server.stop().await;
 }
+
+/// The consumer and the reconciler keep the API client they started with, so a reload that
+/// changes their API settings says they wait for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reports_changed_api_settings_as_pending_a_restart() {
+    let standin = StandIn::start(StandInTiming::default()).await;
+    let dir = EventsDir::new();
+    let section = |endpoint: &str| {
+        format!(
+            "{}\n[tracking.reconcile_api]\nendpoint = \"{endpoint}\"\n",
+            dir.toml("sqlite:uploads.db", true)
+        )
+    };
+    let config = dir.config(&section(&standin.endpoint()));
+    let (handle, requests) = vod_signer::server::reload_channel();
+    let server = EventsServer::start_with(
+        config,
+        ServeOptions {
+            reload: Some(requests),
+            ..options()
+        },
+    )
+    .await;
+
+    // The same settings again: nothing pending.
+    let same = handle.reload().await.unwrap();
+    assert!(
+        same.pending_restart.is_empty(),
+        "{:?}",
+        same.pending_restart
+    );
+    dir.config(&section("http://127.0.0.1:9"));
+    let moved = handle.reload().await.unwrap();
+    assert_eq!(
+        moved.pending_restart.len(),
+        1,
+        "{:?}",
+        moved.pending_restart
+    );
+    assert!(
+        moved.pending_restart[0].starts_with("reconciliation API"),
+        "{:?}",
+        moved.pending_restart
+    );
+    let with_pull = format!(
+        "{}\n[events.pull]\nendpoint = \"{}\"\n",
+        section(&standin.endpoint()),
+        standin.endpoint()
+    );
+    dir.config(&with_pull);
+    let pulling = handle.reload().await.unwrap();
+    assert!(
+        pulling.pending_restart.contains(&"events.pull"),
+        "{:?}",
+        pulling.pending_restart
+    );
+    server.stop().await;
+}
