@@ -72,9 +72,6 @@ pub enum ServerError {
     /// `[events.pull]` could not be set up (its endpoint, or the system's root certificates).
     #[error("[events.pull]: {0}")]
     Pull(#[source] ApiClientError),
-    /// The VOD API reconciliation calls could not be set up.
-    #[error("reconciliation API: {0}")]
-    ReconcileApi(#[source] ApiClientError),
     #[error("cannot listen for VOD events on {addr}: {source}")]
     EventsListen {
         addr: std::net::SocketAddr,
@@ -289,20 +286,30 @@ pub async fn serve_with(
             &config.reconcile_api,
             std::num::NonZeroU32::new(reconcile_after),
         ) {
-            let api = ApiClient::new(api.clone()).map_err(ServerError::ReconcileApi)?;
-            tracing::info!(
-                endpoint = %api.endpoint(),
-                after_seconds = after.get(),
-                "reconciling uploads whose final event is overdue"
-            );
-            pull_tasks.spawn_reconciler(
-                api,
-                tracker.clone(),
-                metrics.clone(),
-                after,
-                timing.backoff,
-                draining_rx.clone(),
-            );
+            // Reconciliation is on by default, against Tencent's HTTPS endpoint: a PUSH-only
+            // replica without a system trust store must keep serving, so this is not fatal.
+            match ApiClient::new(api.clone()) {
+                Ok(api) => {
+                    tracing::info!(
+                        endpoint = %api.endpoint(),
+                        after_seconds = after.get(),
+                        "reconciling uploads whose final event is overdue"
+                    );
+                    pull_tasks.spawn_reconciler(
+                        api,
+                        tracker.clone(),
+                        metrics.clone(),
+                        after,
+                        timing.backoff,
+                        draining_rx.clone(),
+                    );
+                }
+                Err(error) => tracing::error!(
+                    %error,
+                    "reconciliation is off: cannot set up its VOD API client (set \
+                     [tracking] reconcile_after_seconds = 0 to silence this)"
+                ),
+            }
         }
     }
 
