@@ -232,6 +232,10 @@ Reliable mode (VOD's PULL queue) against a local stand-in of the VOD API:
   then serve a config file with this secretId and key as the active [[keys]] entry, and
       [events.pull]
       endpoint = \"http://127.0.0.1:9100\"
+Reconciliation is OFF in --dev: the development key is unknown to VOD, so its API calls could
+only fail. With a config file it runs with [events.pull]'s API, or without PULL against
+      [tracking.reconcile_api]
+      endpoint = \"http://127.0.0.1:9100\"
   (docs/events.md, \"PULL consumer\" and \"Trying PULL locally\")
 ==========================================="
     );

@@ -58,6 +58,10 @@ pub(super) fn config() -> Config {
             SignKey::new(DEV_SIGN_KEY.to_owned()).expect("the development SignKey is valid"),
         ),
     };
+    // Reconciliation off: the development key is unknown to VOD, so every DescribeTaskDetail
+    // at Tencent would fail with AuthFailure. The banner says so.
+    let mut tracking = TrackingSettings::new(StoreLocation::Sqlite(dev_store_path()));
+    tracking.reconcile_after = Duration::ZERO;
     Config {
         listen: DEFAULT_LISTEN
             .parse::<SocketAddr>()
@@ -74,10 +78,9 @@ pub(super) fn config() -> Config {
         source: None,
         instance_id: None,
         warnings: Vec::new(),
-        tracking: Some(TrackingSettings::new(StoreLocation::Sqlite(
-            dev_store_path(),
-        ))),
+        tracking: Some(tracking),
         events: Some(events),
         pull: None,
+        reconcile_api: None,
     }
 }

@@ -34,7 +34,7 @@ pub(super) struct RawEvents {
     sign_key_env: Option<String>,
     sign_key_file: Option<PathBuf>,
     /// `[events.pull]`, checked apart by `super::pull` (taken out before [`events`] runs).
-    pub(super) pull: Option<super::pull::RawPull>,
+    pub(super) pull: Option<super::pull::RawApi>,
 }
 
 /// The secret last segment of the callback URL (`/vod/events/<token>`). Compared in constant

@@ -26,6 +26,7 @@ mod events;
 mod file_mode;
 mod ops;
 mod pull;
+mod reconcile;
 mod secret_source;
 mod secret_value;
 mod tracking;
@@ -62,7 +63,7 @@ use crate::signature::{
     DEFAULT_CLOCK_SKEW_SECONDS, InstanceId, KeyRing, KeyRingError, MAX_INSTANCE_ID,
     MAX_VALIDITY_SECONDS, SecretId, SigningKey, Validity,
 };
-use crate::vod_api::ApiCredential;
+use crate::vod_api::{ApiCredential, ApiSettings};
 
 /// Where the service listens unless the file says otherwise: loopback only, so a forgotten
 /// configuration line never exposes a signing service to the network.
@@ -102,9 +103,11 @@ pub struct Config {
     pub tracking: Option<TrackingSettings>,
     /// `[events]`: the receiver of VOD's event notifications; `None` receives none.
     pub events: Option<EventsSettings>,
-    /// `[events.pull]`: VOD's reliable-callback queue and the API reconciliation uses;
-    /// `None` pulls nothing.
+    /// `[events.pull]`: VOD's reliable-callback queue; `None` pulls nothing.
     pub pull: Option<PullSettings>,
+    /// The VOD API reconciliation calls: `[events.pull]`'s, else `[tracking.reconcile_api]`,
+    /// else Tencent's endpoint with the active key. `None`: reconciliation is off.
+    pub reconcile_api: Option<ApiSettings>,
 }
 
 #[derive(Deserialize)]
@@ -210,7 +213,19 @@ impl Config {
         let (keys, active_credential) = key_ring(raw.keys, base_dir, &mut warnings)?;
         let raw_pull = raw.events.as_mut().and_then(|events| events.pull.take());
         let pull = pull::pull(raw_pull, base_dir, active_credential.as_ref())?;
+        let raw_reconcile_api = raw
+            .tracking
+            .as_mut()
+            .and_then(|tracking| tracking.reconcile_api.take());
         let tracking = tracking_toml::tracking(raw.tracking, base_dir)?;
+        let reconcile_api = reconcile::reconcile_api(
+            raw_reconcile_api,
+            pull.as_ref(),
+            tracking.as_ref(),
+            base_dir,
+            active_credential.as_ref(),
+            &mut warnings,
+        )?;
         let callers = callers(raw.callers, tracking.is_some())?;
         let tls = ops::tls(raw.tls, base_dir, &mut warnings)?;
         let events = events::events(raw.events, base_dir)?;
@@ -237,6 +252,7 @@ impl Config {
             tracking,
             events,
             pull,
+            reconcile_api,
         })
     }
 

@@ -9,6 +9,9 @@
 //! api_secret_id = "AKID..."
 //! api_secret_key_env = "VOD_API_SECRET_KEY"      # or api_secret_key_file
 //! ```
+//!
+//! `[tracking.reconcile_api]` takes the same keys, for reconciliation without PULL, so both
+//! are read by [`api_section`].
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +22,10 @@ use super::secret_value::SecretSource;
 use crate::signature::{SecretId, SecretKey};
 use crate::vod_api::{ApiCredential, ApiSettings, DEFAULT_ENDPOINT, check_endpoint};
 
+/// A table naming a VOD API endpoint and the credentials to call it with.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawPull {
+pub(super) struct RawApi {
     endpoint: Option<String>,
     region: Option<String>,
     sub_app_id: Option<u64>,
@@ -39,71 +43,80 @@ pub struct PullSettings {
 /// `active_key`: the signing key's pair, used when the section names no credentials of its
 /// own (a VOD SecretId/SecretKey is a Tencent Cloud API key).
 pub(super) fn pull(
-    raw: Option<RawPull>,
+    raw: Option<RawApi>,
     base_dir: &Path,
     active_key: Option<&ApiCredential>,
 ) -> Result<Option<PullSettings>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
+    raw.map(|raw| {
+        api_section(raw, "events.pull", base_dir, active_key).map(|api| PullSettings { api })
+    })
+    .transpose()
+}
+
+/// Checks one API table; `section` (`events.pull`, `tracking.reconcile_api`) prefixes the
+/// field names in errors.
+pub(super) fn api_section(
+    raw: RawApi,
+    section: &str,
+    base_dir: &Path,
+    active_key: Option<&ApiCredential>,
+) -> Result<ApiSettings, ConfigError> {
+    let field = |name: &str| format!("{section}.{name}");
     let endpoint = raw.endpoint.unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-    check_endpoint(&endpoint)
-        .map_err(|reason| ConfigError::field("events.pull.endpoint", reason))?;
+    check_endpoint(&endpoint).map_err(|reason| ConfigError::field(field("endpoint"), reason))?;
     let region = raw.region.unwrap_or_default();
     if !region
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         return Err(ConfigError::field(
-            "events.pull.region",
+            field("region"),
             "must be a region name such as ap-guangzhou (letters, digits and -)",
         ));
     }
     let source = SecretSource::from_keys(
-        "events.pull",
+        section,
         "api_secret_key",
         raw.api_secret_key_env,
         raw.api_secret_key_file,
         base_dir,
     )?;
     let credential = match (raw.api_secret_id, source) {
-        (Some(id), Some((source, field))) => {
-            let secret_id = SecretId::new(&id)
-                .map_err(|e| ConfigError::field("events.pull.api_secret_id", e))?;
+        (Some(id), Some((source, key_field))) => {
+            let secret_id =
+                SecretId::new(&id).map_err(|e| ConfigError::field(field("api_secret_id"), e))?;
             let key = source
                 .read()
-                .map_err(|e| ConfigError::field(field.clone(), e))?;
+                .map_err(|e| ConfigError::field(key_field.clone(), e))?;
             let key = SecretKey::new(key.as_bytes().to_vec())
-                .map_err(|e| ConfigError::field(field, e))?;
+                .map_err(|e| ConfigError::field(key_field, e))?;
             ApiCredential::new(secret_id, key)
         }
         (None, None) => active_key.cloned().ok_or_else(|| {
             ConfigError::field(
-                "events.pull",
+                section,
                 "no API credentials: set api_secret_id with api_secret_key_env or api_secret_key_file",
             )
         })?,
         (Some(_), None) => {
             return Err(ConfigError::field(
-                "events.pull.api_secret_id",
+                field("api_secret_id"),
                 "needs api_secret_key_env or api_secret_key_file",
             ));
         }
         (None, Some(_)) => {
             return Err(ConfigError::field(
-                "events.pull.api_secret_id",
+                field("api_secret_id"),
                 "is required with api_secret_key_env or api_secret_key_file",
             ));
         }
     };
-    Ok(Some(PullSettings {
-        api: ApiSettings {
-            endpoint,
-            region,
-            sub_app_id: raw.sub_app_id.unwrap_or(0),
-            credential,
-        },
-    }))
+    Ok(ApiSettings {
+        endpoint,
+        region,
+        sub_app_id: raw.sub_app_id.unwrap_or(0),
+        credential,
+    })
 }
 
 #[cfg(test)]

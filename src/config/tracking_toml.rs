@@ -6,6 +6,9 @@
 //!                                 # or "postgres://user@host:port/db" for several replicas
 //! retention_days = 30
 //! reconcile_after_seconds = 900  # 0 turns reconciliation off
+//!
+//! [tracking.reconcile_api]        # optional: the VOD API reconciliation calls without PULL
+//! endpoint = "https://vod.tencentcloudapi.com"   # the keys of [events.pull]
 //! ```
 
 use std::path::Path;
@@ -27,6 +30,9 @@ pub(super) struct RawTracking {
     store: String,
     retention_days: Option<u32>,
     reconcile_after_seconds: Option<u32>,
+    /// `[tracking.reconcile_api]`, checked apart by `super::reconcile` (taken out before
+    /// [`tracking`] runs).
+    pub(super) reconcile_api: Option<super::pull::RawApi>,
 }
 
 pub(super) fn tracking(

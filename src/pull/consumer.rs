@@ -7,6 +7,7 @@
 //! Shutdown interrupts only the long poll and the backoff sleeps, never the store-then-confirm
 //! step, so the loop stops having confirmed everything it stored.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
@@ -69,30 +70,62 @@ struct BatchOutcome {
     confirmed_all: bool,
 }
 
-/// Since when events have been waiting for their confirm (for the age metric).
+/// The pull times of the events this consumer owes a confirm, for the age metric.
 #[derive(Default)]
 struct Unconfirmed {
-    since: Option<Instant>,
-    /// False once a batch since `since` was not fully stored and confirmed.
-    all_settled: bool,
+    /// One entry per batch being stored and confirmed.
+    in_hand: HashMap<tokio::task::Id, Instant>,
+    /// The oldest pull of a batch handed back to VOD (not stored, or not confirmed), and until
+    /// when it counts: VOD holds those events as delivered until its confirm window passes,
+    /// then delivers them again, to this replica or another, where they are counted anew.
+    /// Without the end, one failed confirm would keep the age growing for ever.
+    handed_back: Option<(Instant, Instant)>,
 }
 
 impl Unconfirmed {
+    fn pulled(&mut self, batch: tokio::task::Id, pulled_at: Instant) {
+        self.in_hand.insert(batch, pulled_at);
+    }
+
     /// Records a finished batch; true when the store refused some of its events.
-    fn settle(&mut self, done: Result<BatchOutcome, tokio::task::JoinError>) -> bool {
-        match done {
-            Ok(outcome) => {
-                if outcome.store_failures > 0 || !outcome.confirmed_all {
-                    self.all_settled = false;
-                }
-                outcome.store_failures > 0
-            }
+    fn settle(
+        &mut self,
+        done: Result<(tokio::task::Id, BatchOutcome), tokio::task::JoinError>,
+        window: Duration,
+    ) -> bool {
+        let (id, store_failing, settled) = match done {
+            Ok((id, outcome)) => (
+                id,
+                outcome.store_failures > 0,
+                outcome.store_failures == 0 && outcome.confirmed_all,
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "a pulled batch's task failed; VOD delivers it again");
-                self.all_settled = false;
-                true
+                (e.id(), true, false)
             }
+        };
+        if let Some(pulled_at) = self.in_hand.remove(&id)
+            && !settled
+        {
+            let until = pulled_at + window;
+            self.handed_back = Some(match self.handed_back {
+                Some((oldest, end)) => (oldest.min(pulled_at), end.max(until)),
+                None => (pulled_at, until),
+            });
         }
+        store_failing
+    }
+
+    /// The pull time of the oldest event still owed a confirm, if any.
+    fn oldest(&mut self, now: Instant) -> Option<Instant> {
+        if self.handed_back.is_some_and(|(_, until)| until <= now) {
+            self.handed_back = None;
+        }
+        self.in_hand
+            .values()
+            .copied()
+            .chain(self.handed_back.map(|(oldest, _)| oldest))
+            .min()
     }
 }
 
@@ -137,20 +170,18 @@ impl Consumer {
         // VOD and the store's commits overlap instead of adding up.
         let mut batches: JoinSet<BatchOutcome> = JoinSet::new();
         let mut unconfirmed = Unconfirmed::default();
+        let window = self.timing.confirm_window;
         loop {
             let mut store_failing = false;
-            while let Some(done) = batches.try_join_next() {
-                store_failing |= unconfirmed.settle(done);
+            while let Some(done) = batches.try_join_next_with_id() {
+                store_failing |= unconfirmed.settle(done, window);
             }
             if batches.len() >= self.timing.batches_in_flight.max(1)
-                && let Some(done) = batches.join_next().await
+                && let Some(done) = batches.join_next_with_id().await
             {
-                store_failing |= unconfirmed.settle(done);
+                store_failing |= unconfirmed.settle(done, window);
             }
-            if batches.is_empty() && unconfirmed.all_settled {
-                unconfirmed.since = None;
-            }
-            self.report_unconfirmed(unconfirmed.since);
+            self.report_unconfirmed(unconfirmed.oldest(Instant::now()));
             if store_failing {
                 // The store is failing: pulling more now would only fetch events that cannot
                 // be stored either. They stay in VOD's queue meanwhile.
@@ -181,15 +212,9 @@ impl Consumer {
                 continue;
             }
             let pulled_at = Instant::now();
-            if unconfirmed.since.is_none() {
-                unconfirmed = Unconfirmed {
-                    since: Some(pulled_at),
-                    all_settled: true,
-                };
-            }
             self.metrics().pulled(events.len() as u64);
             let consumer = self.clone();
-            batches.spawn(async move {
+            let batch = batches.spawn(async move {
                 let stored = consumer.store(events).await;
                 let confirmed_all = consumer.confirm(stored.handles, pulled_at).await;
                 BatchOutcome {
@@ -197,10 +222,11 @@ impl Consumer {
                     confirmed_all,
                 }
             });
+            unconfirmed.pulled(batch.id(), pulled_at);
         }
         // Stopping: every batch in hand is stored and confirmed before returning.
-        while let Some(done) = batches.join_next().await {
-            unconfirmed.settle(done);
+        while let Some(done) = batches.join_next_with_id().await {
+            unconfirmed.settle(done, window);
         }
         self.report_unconfirmed(None);
     }

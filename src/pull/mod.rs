@@ -1,5 +1,5 @@
 //! Reliable (PULL) mode: [`Consumer`] drains VOD's event queue into the tracker, and
-//! [`Reconciler`] looks up the uploads whose final event never came.
+//! [`Reconciler`] looks up the uploads whose final event never came (with or without PULL).
 //!
 //! Both feed the same intake as the HTTP receiver ([`crate::tracking::Tracker::receive`]), so
 //! an event delivered twice, by PUSH and by PULL, or to two replicas, is stored once.
@@ -19,39 +19,54 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The background tasks of reliable mode on one replica.
+/// The background tasks of reliable mode on one replica: the consumer (with `[events.pull]`)
+/// and the reconciler (with tracking and `reconcile_after_seconds > 0`), each started on its
+/// own, so either may run alone.
+#[derive(Default)]
 pub struct PullTasks {
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl PullTasks {
-    /// Starts the consumer and, when `reconcile_after` is not zero, the reconciler. Both stop
-    /// once `stop` turns true.
-    pub fn spawn(
-        api: crate::vod_api::ApiSettings,
-        tracker: crate::tracking::Tracker,
-        metrics: std::sync::Arc<crate::metrics::Metrics>,
-        reconcile_after: std::time::Duration,
-        timing: PullTiming,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<PullTasks, crate::vod_api::ApiClientError> {
-        let api = crate::vod_api::ApiClient::new(api)?;
-        let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        let mut handles = Vec::new();
-        let consumer = Consumer::new(api.clone(), tracker.clone(), metrics.clone(), timing);
-        handles.push(tokio::spawn(consumer.run(stopped(stop.clone()))));
-        let after = u32::try_from(reconcile_after.as_secs()).unwrap_or(u32::MAX);
-        if let Some(after) = std::num::NonZeroU32::new(after) {
-            let reconciler = Reconciler::new(api, tracker, metrics, after, timing.backoff);
-            handles.push(tokio::spawn(reconciler.run(stopped(stop))));
-        }
-        Ok(PullTasks { handles })
+    pub fn new() -> Self {
+        PullTasks::default()
     }
 
-    /// Waits until both loops have returned: the consumer returns after confirming what it
-    /// stored, so call this before the process exits.
+    /// Starts the consumer; it stops once `stop` turns true, after confirming what it stored.
+    pub fn spawn_consumer(
+        &mut self,
+        api: crate::vod_api::ApiClient,
+        tracker: crate::tracking::Tracker,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        timing: PullTiming,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let consumer = Consumer::new(api, tracker, metrics, timing);
+        self.handles.push(tokio::spawn(consumer.run(stopped(stop))));
+    }
+
+    /// Starts the reconciler; it stops once `stop` turns true (a pass in progress is dropped:
+    /// what it did not apply is due again at the next start).
+    pub fn spawn_reconciler(
+        &mut self,
+        api: crate::vod_api::ApiClient,
+        tracker: crate::tracking::Tracker,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        after: std::num::NonZeroU32,
+        backoff: BackoffPolicy,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let reconciler = Reconciler::new(api, tracker, metrics, after, backoff);
+        self.handles
+            .push(tokio::spawn(reconciler.run(stopped(stop))));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Waits until every started loop has returned: the consumer returns after confirming
+    /// what it stored, so call this before the process exits.
     pub async fn join(self) {
         for handle in self.handles {
             if let Err(e) = handle.await {
@@ -59,4 +74,9 @@ impl PullTasks {
             }
         }
     }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

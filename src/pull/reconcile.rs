@@ -68,7 +68,7 @@ impl Reconciler {
             .clamp(Duration::from_millis(250), Duration::from_secs(60))
     }
 
-    /// Runs passes until `shutdown` resolves.
+    /// Runs passes until `shutdown` resolves, which also interrupts a pass in progress.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = pin!(shutdown);
         let mut backoff = Backoff::new(self.backoff);
@@ -78,7 +78,13 @@ impl Reconciler {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            wait = match self.pass().await {
+            // A pass is cut short by the drain too: what it has not applied yet is still due,
+            // and is checked by whichever replica passes next.
+            let passed = tokio::select! {
+                () = &mut shutdown => return,
+                passed = self.pass() => passed,
+            };
+            wait = match passed {
                 Ok(_) => {
                     backoff.reset();
                     self.interval()

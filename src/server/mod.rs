@@ -37,7 +37,7 @@ use crate::receiver::Receiver;
 use crate::service::IssueHook;
 use crate::service::{Clock, RandomSlots, Shared, SignerService, TrackerService};
 use crate::tracking::{Tracker, TrackingError};
-use crate::vod_api::ApiClientError;
+use crate::vod_api::{ApiClient, ApiClientError};
 
 /// Upper bound on any call, whatever `grpc-timeout` the client sent (or none): every RPC here
 /// is a few microseconds of work, so a call still running after this is stuck. The default of
@@ -307,24 +307,54 @@ pub(crate) async fn serve_with(
     };
 
     // Reliable mode: pulled events join the receiver's intake, so either way an event is
-    // stored once. The consumer stops with the drain and is joined before returning.
-    let pull_tasks = match (&tracker, &config.pull) {
-        (Some(tracker), Some(pull)) => Some(
-            PullTasks::spawn(
-                pull.api.clone(),
+    // stored once. Reconciliation runs with or without PULL. Both stop with the drain and are
+    // joined before returning.
+    let mut pull_tasks = PullTasks::new();
+    if let Some(tracker) = &tracker {
+        let timing = pull_timing.unwrap_or_default();
+        if let Some(pull) = &config.pull {
+            let api = ApiClient::new(pull.api.clone()).map_err(ServerError::Pull)?;
+            pull_tasks.spawn_consumer(
+                api,
                 tracker.clone(),
                 metrics.clone(),
-                config
-                    .tracking
-                    .as_ref()
-                    .map_or(Duration::ZERO, |t| t.reconcile_after),
-                pull_timing.unwrap_or_default(),
+                timing,
                 draining_rx.clone(),
-            )
-            .map_err(ServerError::Pull)?,
-        ),
-        _ => None,
-    };
+            );
+        }
+        let reconcile_after = config.tracking.as_ref().map_or(0, |t| {
+            u32::try_from(t.reconcile_after.as_secs()).unwrap_or(u32::MAX)
+        });
+        if let (Some(api), Some(after)) = (
+            &config.reconcile_api,
+            std::num::NonZeroU32::new(reconcile_after),
+        ) {
+            // Reconciliation is on by default, against Tencent's HTTPS endpoint: a PUSH-only
+            // replica without a system trust store must keep serving, so this is not fatal.
+            match ApiClient::new(api.clone()) {
+                Ok(api) => {
+                    tracing::info!(
+                        endpoint = %api.endpoint(),
+                        after_seconds = after.get(),
+                        "reconciling uploads whose final event is overdue"
+                    );
+                    pull_tasks.spawn_reconciler(
+                        api,
+                        tracker.clone(),
+                        metrics.clone(),
+                        after,
+                        timing.backoff,
+                        draining_rx.clone(),
+                    );
+                }
+                Err(error) => tracing::error!(
+                    %error,
+                    "reconciliation is off: cannot set up its VOD API client (set \
+                     [tracking] reconcile_after_seconds = 0 to silence this)"
+                ),
+            }
+        }
+    }
 
     let reload_requests = match reload {
         Some(requests) => requests,
@@ -483,11 +513,14 @@ pub(crate) async fn serve_with(
             );
         }
     }
-    if let Some(tasks) = pull_tasks {
+    if !pull_tasks.is_empty() {
         // The consumer confirms what it stored before it returns; a confirm takes at most its
         // timeout, so this stays within the grace period unless VOD is unreachable.
-        if tokio::time::timeout(grace, tasks.join()).await.is_err() {
-            tracing::warn!("the reliable-mode consumer did not stop within the grace period");
+        if tokio::time::timeout(grace, pull_tasks.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the reliable-mode tasks did not stop within the grace period");
         }
     }
     Ok(())

@@ -167,5 +167,23 @@ fn fixed_fields_changed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.events.as_ref().map(|e| e.listen) != new.events.as_ref().map(|e| e.listen) {
         changed.push("events.listen");
     }
+    // The consumer and the reconciler keep the API client they started with (a rotated
+    // active key included, when it is their credential).
+    let api = |api: Option<&crate::vod_api::ApiSettings>| {
+        api.map(|a| {
+            (
+                a.endpoint.clone(),
+                a.region.clone(),
+                a.sub_app_id,
+                a.credential.secret_id().clone(),
+            )
+        })
+    };
+    if api(old.pull.as_ref().map(|p| &p.api)) != api(new.pull.as_ref().map(|p| &p.api)) {
+        changed.push("events.pull");
+    }
+    if api(old.reconcile_api.as_ref()) != api(new.reconcile_api.as_ref()) {
+        changed.push("reconciliation API (tracking.reconcile_api, events.pull or the active key)");
+    }
     changed
 }

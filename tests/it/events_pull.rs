@@ -604,3 +604,83 @@ async fn reconciliation_moves_stuck_uploads_to_ready_or_failed() {
         3 + 1
     );
 }
+
+/// `vod_signer_events_oldest_unconfirmed_age_seconds`: it rises while pulled events wait for
+/// their confirm, and returns to 0 once nothing is owed, also after a batch was handed back
+/// to VOD by failed confirms and came back (it used to keep growing for ever after that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_unconfirmed_age_rises_while_owed_and_returns_to_zero() {
+    const AGE: &str = "vod_signer_events_oldest_unconfirmed_age_seconds";
+    let standin = StandIn::start(StandInTiming {
+        long_poll: Duration::from_millis(200),
+        confirm_window: Duration::from_secs(4),
+    })
+    .await;
+    let dir = TrackerDir::new();
+    let tracker = dir.open().await;
+    let metrics = Arc::new(Metrics::new());
+    let timing = PullTiming {
+        confirm_timeout: Duration::from_secs(3),
+        confirm_window: Duration::from_millis(3_500),
+        ..fast_timing()
+    };
+    let consumer = Running::start(Consumer::new(
+        api_client(&standin.endpoint(), STANDIN_SECRET_KEY),
+        tracker.clone(),
+        metrics.clone(),
+        timing,
+    ));
+
+    // A confirm that takes 2.5 s: the age shows it while the consumer keeps polling.
+    standin.inject(
+        "ConfirmEvents",
+        Fault::Delay(Duration::from_millis(2_500)),
+        1,
+    );
+    let first = queue_uploads(&standin, &tracker, 3).await;
+    eventually(Duration::from_secs(5), "an age of 1 s or more", || {
+        metric(&metrics, AGE) >= 1
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the slow confirm done", || {
+        standin.confirmed().len() == first.len()
+    })
+    .await;
+    eventually(Duration::from_secs(2), "the age back to 0", || {
+        metric(&metrics, AGE) == 0
+    })
+    .await;
+
+    // Confirms that fail until the consumer's window has passed: the batch is handed back,
+    // VOD delivers it again after its own window, and the second delivery is confirmed.
+    standin.inject("ConfirmEvents", Fault::Error("InternalError"), 1_000);
+    let second = queue_uploads(&standin, &tracker, 3).await;
+    eventually(
+        Duration::from_secs(5),
+        "the first delivery given up",
+        || {
+            metric(
+                &metrics,
+                "vod_signer_vod_api_errors_total{action=\"ConfirmEvents\"",
+            ) >= 3
+        },
+    )
+    .await;
+    tokio::time::sleep(timing.confirm_window).await;
+    standin.clear_faults();
+    eventually(Duration::from_secs(10), "the redelivery confirmed", || {
+        standin.confirmed().len() == first.len() + second.len()
+    })
+    .await;
+    assert!(standin.deliveries() > (first.len() + second.len()) as u64);
+    // Nothing is owed any more; the handed-back batch stops counting after its window.
+    eventually(
+        timing.confirm_window + Duration::from_secs(2),
+        "the age back to 0",
+        || metric(&metrics, AGE) == 0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(metric(&metrics, AGE), 0, "and it stays 0");
+    consumer.stop().await;
+}

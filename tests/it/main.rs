@@ -36,6 +36,7 @@ mod transport;
 // Event notifications and upload tracking.
 mod events_parse;
 mod events_pull;
+mod events_pull_postgres;
 mod events_pull_server;
 mod pull_drain_bench;
 mod receiver_binary;

@@ -27,9 +27,14 @@ struct Serve {
 
 impl Serve {
     fn spawn(config: &std::path::Path) -> Serve {
+        Serve::spawn_with_env(config, &[])
+    }
+
+    fn spawn_with_env(config: &std::path::Path, env: &[(&str, &std::path::Path)]) -> Serve {
         let mut child = Command::new(BIN)
             .args(["serve", "--log-format", "json", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -389,4 +394,35 @@ fn serve_dev_prints_a_curl_loop_that_works() {
         !store.exists(),
         "the development store outlived the process"
     );
+}
+
+/// Reconciliation is on by default in a PUSH-only deployment, against Tencent's HTTPS
+/// endpoint. Without a system trust store (here: an empty `SSL_CERT_FILE` and `SSL_CERT_DIR`,
+/// which replace the platform's store) the server still serves, with reconciliation off and
+/// one error line saying why.
+#[test]
+fn push_only_without_root_certificates_serves_with_reconciliation_off() {
+    let dir = EventsDir::new();
+    std::fs::write(dir.config_path(), dir.toml("sqlite:uploads.db", true)).unwrap();
+    let no_roots = dir.path().join("no-roots.pem");
+    std::fs::write(&no_roots, "").unwrap();
+    let no_roots_dir = dir.path().join("no-roots");
+    std::fs::create_dir(&no_roots_dir).unwrap();
+    let mut serve = Serve::spawn_with_env(
+        &dir.config_path(),
+        &[
+            ("SSL_CERT_FILE", &no_roots),
+            ("SSL_CERT_DIR", &no_roots_dir),
+        ],
+    );
+    let (addr, _events) = serve.addresses();
+    assert!(std::net::TcpStream::connect(addr).is_ok(), "it serves");
+    let (code, lines) = serve.stop();
+    assert_eq!(code, 0, "{}", lines.join("\n"));
+    let off: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("reconciliation is off"))
+        .collect();
+    assert_eq!(off.len(), 1, "{}", lines.join("\n"));
+    assert!(off[0].contains("ERROR"), "{}", off[0]);
 }
