@@ -54,7 +54,7 @@ use super::slots::{self, ConnectionShare, SharedPlaces, Slot, Taken, Waiting};
 use crate::logging::RateLimit;
 use crate::metrics::{CallRecorder, MeteredBody, Metrics, Shed};
 use crate::proto::v1::upload_signer_server::SERVICE_NAME;
-use crate::service::{ServiceError, Shared};
+use crate::service::{ConfigSnapshot, ServiceError};
 
 /// The limits [`Admission`] applies.
 #[derive(Debug, Clone, Copy)]
@@ -71,11 +71,11 @@ pub(super) struct Limits {
     pub request_body_timeout: Duration,
 }
 
-struct State {
+struct AdmissionState {
     places: SharedPlaces,
     limits: Limits,
     /// The callers, as the last (re)load left them.
-    shared: Arc<ArcSwap<Shared>>,
+    shared: Arc<ArcSwap<ConfigSnapshot>>,
     metrics: Arc<Metrics>,
     /// Unknown callers are refused here, before the service could log them; a client retrying
     /// a bad token in a loop gets one line a second, not one per call.
@@ -92,7 +92,7 @@ struct State {
 /// CoDel's idea (Nichols and Jacobson, 2012) and its default interval.
 const SHED_AFTER: Duration = Duration::from_millis(100);
 
-impl State {
+impl AdmissionState {
     /// Whether a call that waited `waited` (until `now`) is shed rather than started.
     fn shed(&self, waited: Duration, now: Instant) -> bool {
         let Some(max) = self.limits.max_queue_delay else {
@@ -122,7 +122,7 @@ impl State {
 /// The hyper service of a connection: admission in front of the gRPC routes `S`.
 pub(super) struct Admission<S> {
     routes: S,
-    state: Arc<State>,
+    state: Arc<AdmissionState>,
     /// This connection's share of the places.
     connection: Arc<ConnectionShare>,
 }
@@ -141,13 +141,13 @@ impl<S: Clone> Admission<S> {
     pub(super) fn new(
         routes: S,
         limits: Limits,
-        shared: Arc<ArcSwap<Shared>>,
+        shared: Arc<ArcSwap<ConfigSnapshot>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Admission {
             routes,
             connection: ConnectionShare::new(limits.max_in_flight_per_connection),
-            state: Arc::new(State {
+            state: Arc::new(AdmissionState {
                 places: slots::shared_places(limits.max_in_flight),
                 limits,
                 shared,
@@ -282,7 +282,7 @@ pub(super) struct AdmittedCall<S: Service<Request<TimedBody>>> {
     recorder: Option<CallRecorder>,
     /// The place this call holds among those in flight (bounded calls only).
     slot: Option<Slot>,
-    state: Arc<State>,
+    state: Arc<AdmissionState>,
 }
 
 impl<S: Service<Request<TimedBody>>> AdmittedCall<S> {
@@ -290,7 +290,7 @@ impl<S: Service<Request<TimedBody>>> AdmittedCall<S> {
         status: Status,
         recorder: CallRecorder,
         arrival: Instant,
-        state: &Arc<State>,
+        state: &Arc<AdmissionState>,
     ) -> Self {
         recorder.finish(status.code());
         AdmittedCall {
@@ -431,7 +431,7 @@ where
 mod tests {
     use super::*;
 
-    fn state(max_queue_delay: Option<Duration>) -> State {
+    fn state(max_queue_delay: Option<Duration>) -> AdmissionState {
         let limits = Limits {
             max_in_flight: Some(2),
             max_queue_delay,
@@ -439,10 +439,10 @@ mod tests {
             max_in_flight_per_connection: None,
             request_body_timeout: Duration::from_secs(1),
         };
-        State {
+        AdmissionState {
             places: slots::shared_places(limits.max_in_flight),
             limits,
-            shared: Arc::new(ArcSwap::from_pointee(Shared {
+            shared: Arc::new(ArcSwap::from_pointee(ConfigSnapshot {
                 keys: crate::signature::KeyRing::single(crate::signature::SigningKey::new(
                     crate::signature::SecretId::new("AKIDadmissionTest").unwrap(),
                     &crate::signature::SecretKey::from_string("k".repeat(32)).unwrap(),

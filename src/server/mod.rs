@@ -33,7 +33,9 @@ use crate::proto::v1::upload_tracker_server::{
 use crate::pull::{PullTasks, PullTiming};
 use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
 use crate::receiver::Receiver;
-use crate::service::{Clock, IssueGate, RandomSlots, Shared, SignerService, TrackerService};
+use crate::service::{
+    Clock, ConfigSnapshot, IssueGate, RandomSlots, SignerService, TrackerService,
+};
 use crate::tracking::{Tracker, TrackingError};
 use crate::vod_api::ApiClientError;
 
@@ -150,11 +152,7 @@ pub async fn serve_with(
         QuotaStore::Redis(store) => store.endpoint().to_owned(),
         QuotaStore::Memory(_) => "in-process".to_owned(),
     };
-    let quotas = Arc::new(Quotas::new(
-        quota_store,
-        config.quota.on_store_error,
-        metrics.clone(),
-    ));
+    let quotas = Arc::new(Quotas::new(quota_store, config.quota.on_store_error));
     let random_slots = match config.instance_id {
         Some(id) => RandomSlots::instance(id),
         None => RandomSlots::leased(quotas.clone()).unwrap_or_else(RandomSlots::process),
@@ -170,11 +168,12 @@ pub async fn serve_with(
         None => None,
     };
 
-    // Shared behind an ArcSwap so a reload can replace keys and callers in one step.
-    let shared = Arc::new(ArcSwap::from_pointee(Shared::from_config(&config)));
+    // The snapshot sits behind an ArcSwap so a reload can replace keys and callers in one step.
+    let shared = Arc::new(ArcSwap::from_pointee(ConfigSnapshot::from_config(&config)));
     let clock = options.clock;
     let mut signer = SignerService::new(shared.clone(), clock.clone(), options.issue_gate)
-        .with_operations(quotas, metrics.clone())
+        .with_quotas(quotas)
+        .with_metrics(metrics.clone())
         .with_random_slots(random_slots)
         .with_audit_sink(audit_sink.clone());
     if let Some(tracker) = &tracker {
@@ -293,7 +292,7 @@ pub async fn serve_with(
             requests
         }
     };
-    let live = reload::Live {
+    let live = reload::Reloadable {
         started: config.clone(),
         config: config.clone(),
         shared: shared.clone(),
