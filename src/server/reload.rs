@@ -75,7 +75,7 @@ pub(super) struct Reloadable {
     pub started: Config,
     /// The configuration as last loaded.
     pub config: Config,
-    pub shared: Arc<ArcSwap<ConfigSnapshot>>,
+    pub snapshot: Arc<ArcSwap<ConfigSnapshot>>,
     pub tls: Option<Arc<ArcSwap<ServerConfig>>>,
     pub metrics: Arc<Metrics>,
 }
@@ -123,7 +123,7 @@ impl Reloadable {
             );
         }
 
-        self.shared
+        self.snapshot
             .store(Arc::new(ConfigSnapshot::from_config(&new)));
         if let (Some(current), Some(tls)) = (&self.tls, &new.tls) {
             current.store(tls.server_config.clone());

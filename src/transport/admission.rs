@@ -75,7 +75,7 @@ struct AdmissionState {
     places: SharedPlaces,
     limits: Limits,
     /// The callers, as the last (re)load left them.
-    shared: Arc<ArcSwap<ConfigSnapshot>>,
+    snapshot: Arc<ArcSwap<ConfigSnapshot>>,
     metrics: Arc<Metrics>,
     /// Unknown callers are refused here, before the service could log them; a client retrying
     /// a bad token in a loop gets one line a second, not one per call.
@@ -141,7 +141,7 @@ impl<S: Clone> Admission<S> {
     pub(super) fn new(
         routes: S,
         limits: Limits,
-        shared: Arc<ArcSwap<ConfigSnapshot>>,
+        snapshot: Arc<ArcSwap<ConfigSnapshot>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Admission {
@@ -150,7 +150,7 @@ impl<S: Clone> Admission<S> {
             state: Arc::new(AdmissionState {
                 places: slots::shared_places(limits.max_in_flight),
                 limits,
-                shared,
+                snapshot,
                 metrics,
                 unauthenticated_log: RateLimit::new(Duration::from_secs(1)),
                 queued_too_long_since: AtomicU64::new(0),
@@ -200,7 +200,7 @@ where
         let slot = if is_bounded(path) {
             // Before any place is taken: an unknown caller must not hold one.
             let authorization = request.headers().get("authorization").map(|v| v.as_bytes());
-            if let Err(error) = state.shared.load().callers.authenticate(authorization) {
+            if let Err(error) = state.snapshot.load().callers.authenticate(authorization) {
                 if let Some(suppressed) = state.unauthenticated_log.due() {
                     tracing::warn!(
                         method = path.rsplit('/').next().unwrap_or(path),
@@ -442,7 +442,7 @@ mod tests {
         AdmissionState {
             places: slots::shared_places(limits.max_in_flight),
             limits,
-            shared: Arc::new(ArcSwap::from_pointee(ConfigSnapshot {
+            snapshot: Arc::new(ArcSwap::from_pointee(ConfigSnapshot {
                 keys: crate::signature::KeyRing::single(crate::signature::SigningKey::new(
                     crate::signature::SecretId::new("AKIDadmissionTest").unwrap(),
                     &crate::signature::SecretKey::from_string("k".repeat(32)).unwrap(),
