@@ -6,6 +6,7 @@
 //! http2_keepalive_interval_seconds = 30
 //! http2_keepalive_timeout_seconds = 10
 //! max_connection_age_seconds = 600      # optional
+//! max_connection_age_grace_seconds = 30 # optional
 //! max_request_bytes = 65536
 //! handshake_timeout_seconds = 5
 //! request_body_timeout_ms = 5000
@@ -81,6 +82,7 @@ pub(super) struct RawTransport {
     http2_keepalive_interval_seconds: Option<u32>,
     http2_keepalive_timeout_seconds: Option<u32>,
     max_connection_age_seconds: Option<u32>,
+    max_connection_age_grace_seconds: Option<u32>,
     max_request_bytes: Option<usize>,
     max_concurrent_requests: Option<u32>,
     max_concurrent_streams: Option<u32>,
@@ -104,6 +106,10 @@ pub struct TransportSettings {
     /// Connections are closed gracefully after this long, so clients reconnect and spread
     /// over new replicas; `None` keeps them for ever.
     pub max_connection_age: Option<Duration>,
+    /// How long a connection past `max_connection_age` may keep calls open (a health or
+    /// upload `Watch`, a slow call) before it is closed anyway, as tonic's
+    /// `max_connection_age_grace`; `None` waits for them.
+    pub max_connection_age_grace: Option<Duration>,
     /// Largest request message accepted; larger ones are refused with RESOURCE_EXHAUSTED.
     pub max_request_bytes: usize,
     /// `UploadSigner` calls handled at once, over all connections; more are refused at once
@@ -138,6 +144,7 @@ impl Default for TransportSettings {
             http2_keepalive_interval: Some(secs(DEFAULT_KEEPALIVE_INTERVAL_SECONDS)),
             http2_keepalive_timeout: secs(DEFAULT_KEEPALIVE_TIMEOUT_SECONDS),
             max_connection_age: None,
+            max_connection_age_grace: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_concurrent_requests: Some(DEFAULT_MAX_CONCURRENT_REQUESTS as usize),
             max_concurrent_streams: Some(DEFAULT_MAX_CONCURRENT_STREAMS),
@@ -188,6 +195,10 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
         Some(s) => secs(s),
     };
     let max_connection_age = match raw.max_connection_age_seconds {
+        None | Some(0) => None,
+        Some(s) => Some(secs(s)),
+    };
+    let max_connection_age_grace = match raw.max_connection_age_grace_seconds {
         None | Some(0) => None,
         Some(s) => Some(secs(s)),
     };
@@ -287,6 +298,7 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
         http2_keepalive_interval,
         http2_keepalive_timeout,
         max_connection_age,
+        max_connection_age_grace,
         max_request_bytes,
         max_concurrent_requests,
         max_concurrent_streams,

@@ -47,6 +47,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::codegen::http::{Request, Response};
+use tonic::transport::server::TcpConnectInfo;
 
 use super::body_timeout::TimedBody;
 use super::grpc_timeout;
@@ -202,8 +203,13 @@ where
             let authorization = request.headers().get("authorization").map(|v| v.as_bytes());
             if let Err(error) = state.snapshot.load().callers.authenticate(authorization) {
                 if let Some(suppressed) = state.unauthenticated_log.due() {
+                    let peer = request
+                        .extensions()
+                        .get::<TcpConnectInfo>()
+                        .and_then(|info| info.remote_addr);
                     tracing::warn!(
                         method = path.rsplit('/').next().unwrap_or(path),
+                        peer = ?peer,
                         reason = %error,
                         similar_not_logged = suppressed,
                         "call refused: authentication failed"

@@ -58,28 +58,9 @@ pub(crate) async fn serve(
         snapshot,
         metrics.clone(),
     );
-    let places = connections::places(transport.max_connections);
-    let incoming = match tls {
-        None => connections::Incoming::Tcp(listener),
-        Some(tls) => connections::Incoming::Tls(tls::incoming(
-            listener,
-            tls,
-            places.clone(),
-            transport.handshake_timeout,
-            metrics.clone(),
-        )),
-    };
-    let limits = connections::ConnectionLimits {
-        // Long-lived client connections would otherwise stay on the replicas that existed
-        // when they connected; closing them gracefully lets new replicas take a share.
-        max_connection_age: transport.max_connection_age,
-        handshake_timeout: transport.handshake_timeout,
-        watches: streams::Watches::new(transport.max_health_watches),
-        places,
-        metrics,
-    };
+    let limits = connections::ConnectionLimits::new(transport, tls, metrics);
     connections::serve(
-        incoming,
+        listener,
         connections::http2_builder(transport),
         move || service.for_connection(),
         limits,
