@@ -8,15 +8,19 @@
 //! 2. `streams` counts the stream hyper hands over, for a quick shutdown and to bound health
 //!    watches;
 //! 3. `admission` decides at the stream's arrival: an `UploadSigner` call needs a known
-//!    bearer token and a place among the calls in flight (`slots`), its request message must
-//!    arrive soon (`body_timeout`), and it gets its deadline (`grpc_timeout`);
-//! 4. the gRPC routes (health, reflection, `UploadSigner`, `UploadTracker`) answer it.
+//!    bearer token and a place among the calls in flight (`slots`), and its request message
+//!    must arrive soon (`body_timeout`); the arrival time goes with the request;
+//! 4. when the call starts, two tower layers: `deadline` (the client's `grpc-timeout`, capped;
+//!    `grpc_timeout`) and `shed` (an `UploadSigner` call that queued too long is refused);
+//! 5. the gRPC routes (health, reflection, `UploadSigner`, `UploadTracker`) answer it.
 
 mod admission;
 mod body_timeout;
 mod connections;
+mod deadline;
 mod grpc_timeout;
 mod preface;
+mod shed;
 mod slots;
 mod streams;
 mod tls;
@@ -28,6 +32,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tonic::service::Routes;
+use tower_layer::Layer;
 
 use crate::config::TransportSettings;
 use crate::metrics::Metrics;
@@ -46,6 +51,8 @@ pub(crate) async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let routes = deadline::DeadlineLayer::new(transport.call_timeout)
+        .layer(shed::ShedLayer::new(transport.max_queue_delay, metrics.clone()).layer(routes));
     let service = admission::Admission::new(
         routes,
         admission::Limits {
