@@ -3,7 +3,7 @@
 //! - [`signature`]: the pure signing core (no I/O).
 //! - [`cli`]: the `vod-signer` command line.
 //! - [`server`]: the gRPC service, assembled from [`config`], [`policy`], [`service`] and the
-//!   generated [`proto`] code.
+//!   generated [`proto`] code, and served by `transport` (connections, TLS, admission).
 //! - [`quota`] and [`metrics`]: per-user issuance quotas and the Prometheus endpoint.
 //! - [`events`]: VOD event notification bodies and their `SignKey` authentication (pure).
 //! - [`tracking`]: upload records, their states, the stores and the change feed.
@@ -28,4 +28,5 @@ pub mod signature;
 #[cfg(feature = "testsuite")]
 pub mod testing;
 pub mod tracking;
+mod transport;
 pub mod vod_api;

@@ -24,13 +24,15 @@ mod dev;
 mod error;
 mod events;
 mod file_mode;
-mod ops;
 mod pull;
+mod quota;
 mod reconcile;
 mod secret_source;
 mod secret_value;
+mod tls;
 mod tracking;
 mod tracking_toml;
+mod transport;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -46,17 +48,16 @@ pub use dev::{
 };
 pub use error::ConfigError;
 pub use events::{EventsSettings, MAX_PATH_TOKEN_CHARS, MIN_PATH_TOKEN_CHARS, PathToken};
-pub use ops::{
-    DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, QuotaSettings, RedisUrl, TlsSettings,
-    TransportSettings,
-};
 pub use pull::PullSettings;
+pub use quota::{QuotaSettings, RedisUrl};
 pub use secret_source::SecretKeySource;
+pub use tls::TlsSettings;
 pub use tracking::{
     DEFAULT_RECONCILE_AFTER_SECONDS, DEFAULT_RETENTION_DAYS, PostgresUrl, StoreLocation,
     StoreLocationError, TrackingSettings,
 };
 pub use tracking_toml::MAX_RETENTION_DAYS;
+pub use transport::{DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, TransportSettings};
 
 use crate::policy::{Caller, Callers, CallersError, DEFAULT_VALIDITY_SECONDS, Policy, TokenHash};
 use crate::signature::{
@@ -121,9 +122,9 @@ struct RawConfig {
     #[serde(default)]
     callers: Vec<RawCaller>,
     metrics_listen: Option<String>,
-    tls: Option<ops::RawTls>,
-    quota: Option<ops::RawQuota>,
-    transport: Option<ops::RawTransport>,
+    tls: Option<tls::RawTls>,
+    quota: Option<quota::RawQuota>,
+    transport: Option<transport::RawTransport>,
     instance_id: Option<u32>,
     tracking: Option<tracking_toml::RawTracking>,
     events: Option<events::RawEvents>,
@@ -227,7 +228,7 @@ impl Config {
             &mut warnings,
         )?;
         let callers = callers(raw.callers, tracking.is_some())?;
-        let tls = ops::tls(raw.tls, base_dir, &mut warnings)?;
+        let tls = tls::tls(raw.tls, base_dir, &mut warnings)?;
         let events = events::events(raw.events, base_dir)?;
         if events.is_some() && tracking.is_none() {
             return Err(ConfigError::field(
@@ -244,8 +245,8 @@ impl Config {
             development: false,
             metrics_listen,
             tls,
-            quota: ops::quota(raw.quota)?,
-            transport: ops::transport(raw.transport)?,
+            quota: quota::quota(raw.quota)?,
+            transport: transport::transport(raw.transport)?,
             source: None,
             instance_id,
             warnings,

@@ -33,13 +33,13 @@ pub struct MemoryStore {
 /// One caller's users.
 #[derive(Default)]
 struct CallerTable {
-    users: DashMap<Box<str>, Slot>,
+    users: DashMap<Box<str>, UserWindow>,
     /// Approximate entry count, kept beside the map because `DashMap::len` locks every shard
     /// and would deadlock while an entry of the same shard is held.
     entries: AtomicUsize,
 }
 
-struct Slot {
+struct UserWindow {
     window: i64,
     used: u64,
 }
@@ -89,7 +89,7 @@ impl MemoryStore {
                 // A slot of a later window (the clock stepped back) keeps counting in that
                 // window rather than being reset, which would hand out a second budget.
                 if slot.window < window {
-                    *slot = Slot { window, used: 0 };
+                    *slot = UserWindow { window, used: 0 };
                 }
                 if slot.used + cost > limit {
                     return Ok(Decision::Exhausted { retry_after });
@@ -103,7 +103,7 @@ impl MemoryStore {
                     return Err(StoreError::Full(held));
                 }
                 table.entries.fetch_add(1, Ordering::Relaxed);
-                entry.insert(Slot { window, used: cost });
+                entry.insert(UserWindow { window, used: cost });
                 Ok(Decision::Allowed { used: cost })
             }
         }

@@ -4,7 +4,7 @@
 //! Two stores keep the counts: [`MemoryStore`] in this process (one replica), and
 //! [`RedisStore`] shared by every replica pointed at the same Redis, so that two replicas
 //! behind a balancer enforce one budget. [`Quotas`] wraps a store with the operator's choice of
-//! what to do when the store fails ([`OnStoreError`]) and records the outcome in [`Metrics`].
+//! what to do when the store fails ([`OnStoreError`]); the service counts each [`QuotaOutcome`].
 //!
 //! Windows are numbered `unix_seconds / 60` from the issuing replica's clock. Replicas whose
 //! clocks differ by a few seconds switch windows a few seconds apart; the count is still one
@@ -14,14 +14,12 @@ mod memory;
 mod redis_store;
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
 pub use redis_store::RedisStore;
 
 use crate::logging::RateLimit;
-use crate::metrics::Metrics;
 
 /// Length of one quota window.
 pub const WINDOW_SECONDS: i64 = 60;
@@ -146,17 +144,38 @@ impl fmt::Debug for QuotaStore {
     }
 }
 
-/// What issuance should do.
+/// What the quota says about one issuance. Quotas decide and log; the caller counts the
+/// outcome in its metrics, beside the signatures it issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub enum QuotaOutcome {
     Allowed,
     /// Over quota. `retry_after` is when the next window starts; `None` when the request
     /// asks for more than a whole window allows, so waiting does not help.
     Exhausted {
         retry_after: Option<Duration>,
     },
+    /// The store failed and `on_store_error = "allow"`: issue without counting.
+    AllowedWithoutStore,
     /// The store failed and `on_store_error = "deny"`.
     StoreUnavailable,
+}
+
+impl QuotaOutcome {
+    /// Whether the issuance goes ahead.
+    pub fn allows(self) -> bool {
+        matches!(
+            self,
+            QuotaOutcome::Allowed | QuotaOutcome::AllowedWithoutStore
+        )
+    }
+
+    /// Whether the store failed to answer.
+    pub fn store_failed(self) -> bool {
+        matches!(
+            self,
+            QuotaOutcome::AllowedWithoutStore | QuotaOutcome::StoreUnavailable
+        )
+    }
 }
 
 /// A store plus the policy for its failures; shared by all calls of a server.
@@ -164,7 +183,6 @@ pub enum Admission {
 pub struct Quotas {
     store: QuotaStore,
     on_store_error: OnStoreError,
-    metrics: Arc<Metrics>,
     /// During an outage every call fails: one line per call would drown everything else.
     warnings: RateLimit,
 }
@@ -173,11 +191,10 @@ pub struct Quotas {
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Quotas {
-    pub fn new(store: QuotaStore, on_store_error: OnStoreError, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: QuotaStore, on_store_error: OnStoreError) -> Self {
         Quotas {
             store,
             on_store_error,
-            metrics,
             warnings: RateLimit::new(WARNING_INTERVAL),
         }
     }
@@ -191,7 +208,7 @@ impl Quotas {
     }
 
     /// Decides whether `caller` may issue `cost` signatures for `user` now, counting them if
-    /// so. Rejections and store failures are counted in the metrics; failures are logged.
+    /// so. Store failures are logged (rate-limited).
     pub async fn admit(
         &self,
         caller: &str,
@@ -199,26 +216,18 @@ impl Quotas {
         cost: u32,
         limit: u32,
         now: i64,
-    ) -> Admission {
+    ) -> QuotaOutcome {
         match self.store.take(caller, user, cost, limit, now).await {
-            Ok(Decision::Allowed { .. }) => Admission::Allowed,
-            Ok(Decision::Exhausted { retry_after }) => {
-                self.metrics.quota_rejected(caller);
-                Admission::Exhausted {
-                    retry_after: Some(retry_after),
-                }
-            }
-            Ok(Decision::TooLarge) => {
-                self.metrics.quota_rejected(caller);
-                Admission::Exhausted { retry_after: None }
-            }
+            Ok(Decision::Allowed { .. }) => QuotaOutcome::Allowed,
+            Ok(Decision::Exhausted { retry_after }) => QuotaOutcome::Exhausted {
+                retry_after: Some(retry_after),
+            },
+            Ok(Decision::TooLarge) => QuotaOutcome::Exhausted { retry_after: None },
             Err(error) => {
-                self.metrics
-                    .quota_store_error(self.store.kind(), self.on_store_error.as_str());
                 self.warn(caller, &error);
                 match self.on_store_error {
-                    OnStoreError::Allow => Admission::Allowed,
-                    OnStoreError::Deny => Admission::StoreUnavailable,
+                    OnStoreError::Allow => QuotaOutcome::AllowedWithoutStore,
+                    OnStoreError::Deny => QuotaOutcome::StoreUnavailable,
                 }
             }
         }

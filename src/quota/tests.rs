@@ -1,7 +1,6 @@
 //! The in-process store and the pieces shared with Redis; the Redis store itself is tested
 //! against a real server in `tests/it/quota.rs`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::redis_store::key;
@@ -136,52 +135,37 @@ async fn quota_store_refuses_a_request_larger_than_the_limit_without_counting() 
 }
 
 #[tokio::test]
-async fn admit_applies_on_store_error_and_counts_failures() {
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+async fn admit_applies_on_store_error() {
     for (policy, expected) in [
-        (OnStoreError::Allow, Admission::Allowed),
-        (OnStoreError::Deny, Admission::StoreUnavailable),
+        (OnStoreError::Allow, QuotaOutcome::AllowedWithoutStore),
+        (OnStoreError::Deny, QuotaOutcome::StoreUnavailable),
     ] {
         // A full store is a store failure like an unreachable Redis.
         let store = MemoryStore::new(0);
-        let quotas = Quotas::new(QuotaStore::Memory(store), policy, metrics.clone());
-        assert_eq!(quotas.admit("bff", "alice", 1, 5, T0).await, expected);
-    }
-    let text = metrics.encode();
-    for policy in ["allow", "deny"] {
-        let line = format!(
-            "vod_signer_quota_store_errors_total{{store=\"memory\",on_store_error=\"{policy}\"}} 1"
-        );
-        assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        let quotas = Quotas::new(QuotaStore::Memory(store), policy);
+        let outcome = quotas.admit("bff", "alice", 1, 5, T0).await;
+        assert_eq!(outcome, expected);
+        assert!(outcome.store_failed());
+        assert_eq!(outcome.allows(), policy == OnStoreError::Allow);
     }
 }
 
 #[tokio::test]
-async fn admit_counts_rejections_by_caller() {
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let quotas = Quotas::new(
-        QuotaStore::Memory(MemoryStore::new(10)),
-        OnStoreError::Deny,
-        metrics.clone(),
-    );
+async fn admit_reports_exhaustion_with_when_to_retry() {
+    let quotas = Quotas::new(QuotaStore::Memory(MemoryStore::new(10)), OnStoreError::Deny);
     assert_eq!(
         quotas.admit("bff", "alice", 1, 1, T0).await,
-        Admission::Allowed
+        QuotaOutcome::Allowed
     );
     assert_eq!(
         quotas.admit("bff", "alice", 1, 1, T0 + 15).await,
-        Admission::Exhausted {
+        QuotaOutcome::Exhausted {
             retry_after: Some(Duration::from_secs(45))
         }
     );
     assert_eq!(
         quotas.admit("bff", "bob", 2, 1, T0).await,
-        Admission::Exhausted { retry_after: None }
-    );
-    assert!(
-        metrics
-            .encode()
-            .contains("vod_signer_quota_rejections_total{caller=\"bff\"} 2")
+        QuotaOutcome::Exhausted { retry_after: None }
     );
 }
 
@@ -201,55 +185,42 @@ fn on_store_error_parses_only_the_documented_values() {
 }
 
 #[tokio::test]
-async fn store_failures_are_logged_at_most_once_a_second_but_all_counted() {
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let quotas = Quotas::new(
-        QuotaStore::Memory(MemoryStore::new(0)),
-        OnStoreError::Deny,
-        metrics.clone(),
-    );
+async fn store_failures_are_logged_at_most_once_a_second() {
+    let quotas = Quotas::new(QuotaStore::Memory(MemoryStore::new(0)), OnStoreError::Deny);
     for _ in 0..5 {
         assert_eq!(
             quotas.admit("bff", "alice", 1, 5, T0).await,
-            Admission::StoreUnavailable
+            QuotaOutcome::StoreUnavailable
         );
     }
     // The first failure was logged; the next four, within the same second, were not.
     assert_eq!(quotas.warnings.unlogged(), 4);
-    assert!(metrics.encode().contains(
-        "vod_signer_quota_store_errors_total{store=\"memory\",on_store_error=\"deny\"} 5"
-    ));
 }
 
 #[tokio::test]
 async fn one_callers_flood_of_users_never_changes_another_callers_answers() {
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let quotas = Quotas::new(
-        QuotaStore::Memory(MemoryStore::new(3)),
-        OnStoreError::Deny,
-        metrics.clone(),
-    );
+    let quotas = Quotas::new(QuotaStore::Memory(MemoryStore::new(3)), OnStoreError::Deny);
     // "flood" fills everything the store would hold for it...
     for user in ["u1", "u2", "u3"] {
         assert_eq!(
             quotas.admit("flood", user, 1, 5, T0).await,
-            Admission::Allowed
+            QuotaOutcome::Allowed
         );
     }
     // ...and its own next new user is refused by on_store_error = "deny",
     assert_eq!(
         quotas.admit("flood", "u4", 1, 5, T0 + 1).await,
-        Admission::StoreUnavailable
+        QuotaOutcome::StoreUnavailable
     );
     // while other callers' new users are counted as if "flood" did not exist.
     for user in ["alice", "bob", "carol"] {
         assert_eq!(
             quotas.admit("bff", user, 1, 5, T0 + 2).await,
-            Admission::Allowed
+            QuotaOutcome::Allowed
         );
     }
     assert_eq!(
         quotas.admit("cms", "alice", 1, 5, T0 + 2).await,
-        Admission::Allowed
+        QuotaOutcome::Allowed
     );
 }

@@ -1,17 +1,10 @@
-//! Server assembly, all in one place: the `UploadSigner` service, gRPC health, server
-//! reflection (v1 and v1alpha), admission (overload, deadlines), connections and graceful
-//! shutdown; TLS, metrics, quotas and configuration reload (SIGHUP).
+//! Server assembly: configuration → services → transport. Builds the `UploadSigner` and
+//! `UploadTracker` services, gRPC health (following the audit log) and server reflection
+//! (v1 and v1alpha), the metrics endpoint, the event receiver and configuration reload
+//! (SIGHUP), hands the routes to [`crate::transport`], and bounds the graceful shutdown.
 
-mod admission;
 mod audit_health;
-mod body_timeout;
-mod connections;
-mod grpc_timeout;
-mod preface;
 mod reload;
-mod slots;
-mod streams;
-mod tls;
 
 pub use reload::{ReloadError, ReloadHandle, ReloadOutcome, ReloadRequests, reload_channel};
 
@@ -35,7 +28,7 @@ use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
 use crate::receiver::Receiver;
 #[cfg(feature = "testsuite")]
 use crate::service::IssueHook;
-use crate::service::{Clock, RandomSlots, Shared, SignerService, TrackerService};
+use crate::service::{Clock, ConfigSnapshot, RandomSlots, SignerService, TrackerService};
 use crate::tracking::{Tracker, TrackingError};
 use crate::vod_api::{ApiClient, ApiClientError};
 
@@ -190,11 +183,7 @@ pub(crate) async fn serve_with(
         QuotaStore::Redis(store) => store.endpoint().to_owned(),
         QuotaStore::Memory(_) => "in-process".to_owned(),
     };
-    let quotas = Arc::new(Quotas::new(
-        quota_store,
-        config.quota.on_store_error,
-        metrics.clone(),
-    ));
+    let quotas = Arc::new(Quotas::new(quota_store, config.quota.on_store_error));
     let random_slots = match config.instance_id {
         Some(id) => RandomSlots::instance(id),
         None => RandomSlots::leased(quotas.clone()).unwrap_or_else(RandomSlots::process),
@@ -210,10 +199,11 @@ pub(crate) async fn serve_with(
         None => None,
     };
 
-    // Shared behind an ArcSwap so a reload can replace keys and callers in one step.
-    let shared = Arc::new(ArcSwap::from_pointee(Shared::from_config(&config)));
-    let mut signer = SignerService::new(shared.clone(), clock.clone())
-        .with_operations(quotas, metrics.clone())
+    // The snapshot sits behind an ArcSwap so a reload can replace keys and callers in one step.
+    let snapshot = Arc::new(ArcSwap::from_pointee(ConfigSnapshot::from_config(&config)));
+    let mut signer = SignerService::new(snapshot.clone(), clock.clone())
+        .with_quotas(quotas)
+        .with_metrics(metrics.clone())
         .with_random_slots(random_slots)
         .with_audit_sink(audit_sink.clone());
     if let Some(tracker) = &tracker {
@@ -227,7 +217,7 @@ pub(crate) async fn serve_with(
     // clients resume on another replica instead of holding the drain.
     let (draining, draining_rx) = tokio::sync::watch::channel(false);
     let upload_tracker = UploadTrackerServer::new(TrackerService::new(
-        shared.clone(),
+        snapshot.clone(),
         tracker.clone(),
         draining_rx.clone(),
     ))
@@ -366,14 +356,14 @@ pub(crate) async fn serve_with(
             requests
         }
     };
-    let live = reload::Live {
+    let reloadable = reload::Reloadable {
         started: config.clone(),
         config: config.clone(),
-        shared: shared.clone(),
+        snapshot: snapshot.clone(),
         tls: tls.clone(),
         metrics: metrics.clone(),
     };
-    helpers.push(AbortOnDrop(tokio::spawn(live.run(reload_requests))));
+    helpers.push(AbortOnDrop(tokio::spawn(reloadable.run(reload_requests))));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -404,21 +394,6 @@ pub(crate) async fn serve_with(
         .add_service(upload_signer)
         .add_service(upload_tracker)
         .prepare();
-    // Calls are admitted (authenticated, bounded, shed when they queued too long, given
-    // their deadline) where HTTP/2 hands them over; see `admission`.
-    let service = admission::Admission::new(
-        routes,
-        admission::Limits {
-            max_in_flight: transport.max_concurrent_requests,
-            max_queue_delay: transport.max_queue_delay,
-            call_timeout: transport.call_timeout,
-            max_in_flight_per_connection: transport.max_concurrent_requests_per_connection,
-            request_body_timeout: transport.request_body_timeout,
-        },
-        shared,
-        metrics.clone(),
-    );
-
     let (drain_started, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -463,31 +438,15 @@ pub(crate) async fn serve_with(
         );
     }
 
-    let places = connections::places(transport.max_connections);
-    let incoming = match tls {
-        None => connections::Incoming::Tcp(listener),
-        Some(tls) => connections::Incoming::Tls(tls::incoming(
-            listener,
-            tls,
-            places.clone(),
-            transport.handshake_timeout,
-            metrics.clone(),
-        )),
-    };
-    let limits = connections::ConnectionLimits {
-        // Long-lived client connections would otherwise stay on the replicas that existed
-        // when they connected; closing them gracefully lets new replicas take a share.
-        max_connection_age: transport.max_connection_age,
-        handshake_timeout: transport.handshake_timeout,
-        watches: streams::Watches::new(transport.max_health_watches),
-        places,
-        metrics: metrics.clone(),
-    };
-    let server = connections::serve(
-        incoming,
-        connections::http2_builder(transport),
-        move || service.for_connection(),
-        limits,
+    // Calls are admitted (authenticated, bounded, shed when they queued too long, given
+    // their deadline) where HTTP/2 hands them over; see `transport`.
+    let server = crate::transport::serve(
+        listener,
+        tls,
+        routes,
+        transport,
+        snapshot,
+        metrics.clone(),
         signal,
     );
     tokio::pin!(server);

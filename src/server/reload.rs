@@ -18,7 +18,7 @@ use tokio_rustls::rustls::ServerConfig;
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::service::Shared;
+use crate::service::ConfigSnapshot;
 
 /// Why a reload did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -69,18 +69,18 @@ pub fn reload_channel() -> (ReloadHandle, ReloadRequests) {
 }
 
 /// What a reload replaces.
-pub(super) struct Live {
+pub(super) struct Reloadable {
     /// The configuration the server started with: its restart-only settings are the ones in
     /// effect, whatever later reloads read, so every reload compares against it.
     pub started: Config,
     /// The configuration as last loaded.
     pub config: Config,
-    pub shared: Arc<ArcSwap<Shared>>,
+    pub snapshot: Arc<ArcSwap<ConfigSnapshot>>,
     pub tls: Option<Arc<ArcSwap<ServerConfig>>>,
     pub metrics: Arc<Metrics>,
 }
 
-impl Live {
+impl Reloadable {
     /// Serves reload requests until every handle is gone; meant to be spawned.
     pub(super) async fn run(mut self, mut requests: ReloadRequests) {
         while let Some(reply) = requests.0.recv().await {
@@ -123,7 +123,8 @@ impl Live {
             );
         }
 
-        self.shared.store(Arc::new(Shared::from_config(&new)));
+        self.snapshot
+            .store(Arc::new(ConfigSnapshot::from_config(&new)));
         if let (Some(current), Some(tls)) = (&self.tls, &new.tls) {
             current.store(tls.server_config.clone());
         }

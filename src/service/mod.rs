@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Caller, Callers};
 use crate::proto::v1 as pb;
 use crate::proto::v1::upload_signer_server::UploadSigner;
-use crate::quota::{Admission, MemoryStore, OnStoreError, QuotaStore, Quotas};
+use crate::quota::{MemoryStore, OnStoreError, QuotaOutcome, QuotaStore, Quotas};
 use crate::signature::{IssuedSignature, KeyRing, SignRequest, VerifyOptions};
 use crate::tracking::Tracker;
 
@@ -77,15 +77,15 @@ pub trait IssueHook: std::fmt::Debug + Send + Sync {
 /// What a call needs to know, swapped as a whole if the configuration is reloaded, so a call
 /// never sees the keys of one configuration with the callers of another.
 #[derive(Debug)]
-pub struct Shared {
+pub struct ConfigSnapshot {
     pub keys: KeyRing,
     pub callers: Callers,
     pub verify_options: VerifyOptions,
 }
 
-impl Shared {
-    pub fn from_config(config: &Config) -> Shared {
-        Shared {
+impl ConfigSnapshot {
+    pub fn from_config(config: &Config) -> ConfigSnapshot {
+        ConfigSnapshot {
             keys: config.keys.clone(),
             callers: config.callers.clone(),
             verify_options: VerifyOptions {
@@ -98,7 +98,7 @@ impl Shared {
 /// The `UploadSigner` implementation.
 #[derive(Debug)]
 pub struct SignerService {
-    shared: Arc<ArcSwap<Shared>>,
+    shared: Arc<ArcSwap<ConfigSnapshot>>,
     // One slot source for the whole process: one-time signatures must never repeat `random`.
     random_slots: RandomSlots,
     clock: Clock,
@@ -120,12 +120,11 @@ pub struct SignerService {
 const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SignerService {
-    pub fn new(shared: Arc<ArcSwap<Shared>>, clock: Clock) -> Self {
+    pub fn new(shared: Arc<ArcSwap<ConfigSnapshot>>, clock: Clock) -> Self {
         let metrics = Arc::new(Metrics::new());
         let quotas = Quotas::new(
             QuotaStore::Memory(MemoryStore::default()),
             OnStoreError::default(),
-            metrics.clone(),
         );
         SignerService {
             shared,
@@ -199,8 +198,6 @@ impl SignerService {
         self
     }
 
-    /// Counts into `metrics` and checks per-user quotas with `quotas` (by default: metrics
-    /// nobody reads and an in-process store).
     /// Runs `hook` at the start of every `IssueSignature` call (the test harness's gate).
     #[cfg(feature = "testsuite")]
     pub fn with_issue_hook(mut self, hook: Option<Arc<dyn IssueHook>>) -> Self {
@@ -208,8 +205,15 @@ impl SignerService {
         self
     }
 
-    pub fn with_operations(mut self, quotas: Arc<Quotas>, metrics: Arc<Metrics>) -> Self {
+    /// Checks per-user quotas with `quotas` (by default: an in-process store).
+    pub fn with_quotas(mut self, quotas: Arc<Quotas>) -> Self {
         self.quotas = quotas;
+        self
+    }
+
+    /// Counts issuances, quota outcomes and verifications into `metrics` (by default: metrics
+    /// nobody reads).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
     }
@@ -225,18 +229,27 @@ impl SignerService {
         let Some(limit) = caller.policy().issue_per_user_per_minute else {
             return Ok(());
         };
-        match self
+        let outcome = self
             .quotas
             .admit(caller.name(), user_id, count, limit.get(), now)
-            .await
-        {
-            Admission::Allowed => Ok(()),
-            Admission::Exhausted { retry_after } => Err(ServiceError::QuotaExhausted {
-                caller: caller.name().into(),
-                limit,
-                retry_after,
-            }),
-            Admission::StoreUnavailable => Err(ServiceError::QuotaUnavailable),
+            .await;
+        if outcome.store_failed() {
+            self.metrics.quota_store_error(
+                self.quotas.store().kind(),
+                self.quotas.on_store_error().as_str(),
+            );
+        }
+        match outcome {
+            QuotaOutcome::Allowed | QuotaOutcome::AllowedWithoutStore => Ok(()),
+            QuotaOutcome::Exhausted { retry_after } => {
+                self.metrics.quota_rejected(caller.name());
+                Err(ServiceError::QuotaExhausted {
+                    caller: caller.name().into(),
+                    limit,
+                    retry_after,
+                })
+            }
+            QuotaOutcome::StoreUnavailable => Err(ServiceError::QuotaUnavailable),
         }
     }
 
@@ -250,7 +263,7 @@ impl SignerService {
     /// [`Self::check_issue`], with refusals logged.
     fn prepare_issue<'a>(
         &self,
-        shared: &'a Shared,
+        shared: &'a ConfigSnapshot,
         metadata: &MetadataMap,
         message: Option<pb::IssueSignatureRequest>,
         batch_count: Option<u32>,
@@ -268,7 +281,7 @@ impl SignerService {
     /// about its arguments.
     fn check_issue<'a>(
         &self,
-        shared: &'a Shared,
+        shared: &'a ConfigSnapshot,
         metadata: &MetadataMap,
         message: Option<pb::IssueSignatureRequest>,
         batch_count: Option<u32>,

@@ -12,14 +12,14 @@ use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::{ServiceError, Shared, Violation, authenticate, upload_convert};
+use super::{ConfigSnapshot, ServiceError, Violation, authenticate, upload_convert};
 use crate::proto::v1 as pb;
 use crate::proto::v1::upload_tracker_server::UploadTracker;
 use crate::tracking::{MAX_PAGE_SIZE, Tracker, UploadId, WatchStart};
 
 /// The `UploadTracker` implementation.
 pub struct TrackerService {
-    shared: Arc<ArcSwap<Shared>>,
+    shared: Arc<ArcSwap<ConfigSnapshot>>,
     /// `None` without `[tracking]`: then no caller has `can_track` either.
     tracker: Option<Tracker>,
     /// Turns true when the server starts shutting down; open watches then end.
@@ -28,7 +28,7 @@ pub struct TrackerService {
 
 impl TrackerService {
     pub fn new(
-        shared: Arc<ArcSwap<Shared>>,
+        shared: Arc<ArcSwap<ConfigSnapshot>>,
         tracker: Option<Tracker>,
         draining: watch::Receiver<bool>,
     ) -> Self {

@@ -1,24 +1,12 @@
-//! The operations part of the configuration: `metrics_listen`, `[tls]`, `[quota]` and
-//! `[transport]`.
+//! `[transport]`: limits on calls and connections.
 //!
 //! ```toml
-//! metrics_listen = "127.0.0.1:9090"
-//!
-//! [tls]
-//! cert_file = "tls/server.pem"          # the chain, leaf first
-//! key_file = "tls/server.key"           # PKCS#8, PKCS#1 or SEC1
-//! client_ca_file = "tls/clients-ca.pem" # optional: then clients must present a certificate
-//!
-//! [quota]
-//! redis_url = "redis://redis:6379/"     # optional: without it, counts stay in this process
-//! on_store_error = "deny"               # or "allow"
-//! store_timeout_ms = 250
-//!
 //! [transport]
 //! call_timeout_seconds = 30
 //! http2_keepalive_interval_seconds = 30
 //! http2_keepalive_timeout_seconds = 10
 //! max_connection_age_seconds = 600      # optional
+//! max_connection_age_grace_seconds = 30 # optional
 //! max_request_bytes = 65536
 //! handshake_timeout_seconds = 5
 //! request_body_timeout_ms = 5000
@@ -26,22 +14,12 @@
 //! max_concurrent_requests_per_connection = 64
 //! max_health_watches = 64
 //! ```
-//!
-//! TLS files are read and checked here, so a reload with a missing or mismatched certificate
-//! fails as a whole like any other configuration error, and errors never quote file contents.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::ConfigError;
-use crate::quota::{DEFAULT_STORE_TIMEOUT, OnStoreError};
 
 /// Default and ceiling of `call_timeout_seconds`: every call is microseconds of work, so one
 /// still running after this is stuck; a larger ceiling would only keep stuck calls around.
@@ -98,27 +76,12 @@ const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u32 = 10;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawTls {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    client_ca_file: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawQuota {
-    redis_url: Option<String>,
-    on_store_error: Option<String>,
-    store_timeout_ms: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawTransport {
     call_timeout_seconds: Option<u32>,
     http2_keepalive_interval_seconds: Option<u32>,
     http2_keepalive_timeout_seconds: Option<u32>,
     max_connection_age_seconds: Option<u32>,
+    max_connection_age_grace_seconds: Option<u32>,
     max_request_bytes: Option<usize>,
     max_concurrent_requests: Option<u32>,
     max_concurrent_streams: Option<u32>,
@@ -128,58 +91,6 @@ pub(super) struct RawTransport {
     max_connections: Option<u32>,
     max_concurrent_requests_per_connection: Option<u32>,
     max_health_watches: Option<u32>,
-}
-
-/// A loaded and checked TLS server configuration (rustls, `ring` provider, ALPN `h2`).
-#[derive(Clone)]
-pub struct TlsSettings {
-    pub server_config: Arc<rustls::ServerConfig>,
-    /// True when `client_ca_file` is set: clients without a certificate it signed are refused
-    /// during the handshake.
-    pub client_auth: bool,
-}
-
-impl fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsSettings")
-            .field("client_auth", &self.client_auth)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `[quota]`: where per-user counts are kept and what happens when that store fails.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuotaSettings {
-    /// `None`: counts stay in this process (one replica's budget).
-    pub redis_url: Option<RedisUrl>,
-    pub on_store_error: OnStoreError,
-    pub store_timeout: Duration,
-}
-
-impl Default for QuotaSettings {
-    fn default() -> Self {
-        QuotaSettings {
-            redis_url: None,
-            on_store_error: OnStoreError::default(),
-            store_timeout: DEFAULT_STORE_TIMEOUT,
-        }
-    }
-}
-
-/// A Redis URL. It may carry a password, so it is never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RedisUrl(<redacted>)")
-    }
 }
 
 /// `[transport]`: limits on calls and connections.
@@ -194,6 +105,10 @@ pub struct TransportSettings {
     /// Connections are closed gracefully after this long, so clients reconnect and spread
     /// over new replicas; `None` keeps them for ever.
     pub max_connection_age: Option<Duration>,
+    /// How long a connection past `max_connection_age` may keep calls open (a health or
+    /// upload `Watch`, a slow call) before it is closed anyway, as tonic's
+    /// `max_connection_age_grace`; `None` waits for them.
+    pub max_connection_age_grace: Option<Duration>,
     /// Largest request message accepted; larger ones are refused with OUT_OF_RANGE.
     pub max_request_bytes: usize,
     /// `UploadSigner` calls handled at once, over all connections; more are refused at once
@@ -228,6 +143,7 @@ impl Default for TransportSettings {
             http2_keepalive_interval: Some(secs(DEFAULT_KEEPALIVE_INTERVAL_SECONDS)),
             http2_keepalive_timeout: secs(DEFAULT_KEEPALIVE_TIMEOUT_SECONDS),
             max_connection_age: None,
+            max_connection_age_grace: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_concurrent_requests: Some(DEFAULT_MAX_CONCURRENT_REQUESTS as usize),
             max_concurrent_streams: Some(DEFAULT_MAX_CONCURRENT_STREAMS),
@@ -245,50 +161,6 @@ impl Default for TransportSettings {
 
 fn secs(s: u32) -> Duration {
     Duration::from_secs(u64::from(s))
-}
-
-pub(super) fn quota(raw: Option<RawQuota>) -> Result<QuotaSettings, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(QuotaSettings::default());
-    };
-    let redis_url = match raw.redis_url {
-        Some(url) => {
-            // Only the scheme is checked here; the URL is parsed when the store is built, and
-            // neither step quotes it, since it may carry a password.
-            if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
-                return Err(ConfigError::field(
-                    "quota.redis_url",
-                    "must start with redis:// (or redis+unix://)",
-                ));
-            }
-            Some(RedisUrl(url))
-        }
-        None => None,
-    };
-    let on_store_error = match raw.on_store_error.as_deref() {
-        None => OnStoreError::default(),
-        Some(value) => OnStoreError::parse(value).ok_or_else(|| {
-            ConfigError::field(
-                "quota.on_store_error",
-                format!("{value:?} is not \"allow\" or \"deny\""),
-            )
-        })?,
-    };
-    let store_timeout = match raw.store_timeout_ms {
-        None => DEFAULT_STORE_TIMEOUT,
-        Some(ms @ 1..=10_000) => Duration::from_millis(u64::from(ms)),
-        Some(ms) => {
-            return Err(ConfigError::field(
-                "quota.store_timeout_ms",
-                format!("{ms} is not between 1 and 10000"),
-            ));
-        }
-    };
-    Ok(QuotaSettings {
-        redis_url,
-        on_store_error,
-        store_timeout,
-    })
 }
 
 pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, ConfigError> {
@@ -322,6 +194,10 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
         Some(s) => secs(s),
     };
     let max_connection_age = match raw.max_connection_age_seconds {
+        None | Some(0) => None,
+        Some(s) => Some(secs(s)),
+    };
+    let max_connection_age_grace = match raw.max_connection_age_grace_seconds {
         None | Some(0) => None,
         Some(s) => Some(secs(s)),
     };
@@ -421,6 +297,7 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
         http2_keepalive_interval,
         http2_keepalive_timeout,
         max_connection_age,
+        max_connection_age_grace,
         max_request_bytes,
         max_concurrent_requests,
         max_concurrent_streams,
@@ -431,86 +308,4 @@ pub(super) fn transport(raw: Option<RawTransport>) -> Result<TransportSettings, 
         max_concurrent_requests_per_connection,
         max_health_watches,
     })
-}
-
-pub(super) fn tls(
-    raw: Option<RawTls>,
-    base_dir: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<Option<TlsSettings>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let certs = read_certificates("tls.cert_file", &base_dir.join(&raw.cert_file))?;
-    let key_path = base_dir.join(&raw.key_file);
-    let key_pem = read("tls.key_file", &key_path)?;
-    warnings.extend(super::file_mode::exposed("tls.key_file", &key_path));
-    // The parser's own errors may quote a line of the file: not for a private key.
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
-        ConfigError::field(
-            "tls.key_file",
-            format!("{}: no PEM private key found", key_path.display()),
-        )
-    })?;
-    drop(zeroize::Zeroizing::new(key_pem));
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::field("tls", e))?;
-    let client_auth = raw.client_ca_file.is_some();
-    let builder = match raw.client_ca_file {
-        None => builder.with_no_client_auth(),
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certificates("tls.client_ca_file", &base_dir.join(&path))? {
-                roots
-                    .add(cert)
-                    .map_err(|e| ConfigError::field("tls.client_ca_file", e))?;
-            }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .map_err(|e| ConfigError::field("tls.client_ca_file", e))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut server_config = builder.with_single_cert(certs, key).map_err(|e| {
-        ConfigError::field(
-            "tls",
-            format!("cert_file and key_file do not make a usable pair: {e}"),
-        )
-    })?;
-    // gRPC runs over HTTP/2 only; clients that negotiate ALPN must be offered it.
-    server_config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Some(TlsSettings {
-        server_config: Arc::new(server_config),
-        client_auth,
-    }))
-}
-
-fn read(field: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::field(field, format!("{}: {e}", path.display())))
-}
-
-fn read_certificates(
-    field: &str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let pem = read(field, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| {
-            ConfigError::field(
-                field,
-                format!("{}: not a PEM certificate file", path.display()),
-            )
-        })?;
-    if certs.is_empty() {
-        return Err(ConfigError::field(
-            field,
-            format!("{}: no CERTIFICATE found", path.display()),
-        ));
-    }
-    Ok(certs)
 }

@@ -19,6 +19,7 @@ use hyper::body::{Bytes, Incoming};
 use tokio::sync::Notify;
 use tonic::Status;
 use tonic::codegen::http::{Request, Response};
+use tonic::transport::server::TcpConnectInfo;
 
 use crate::metrics::MeteredBody;
 
@@ -114,20 +115,28 @@ impl Body for GuardedBody {
     }
 }
 
-/// The service of one connection: counts its streams in front of `S`.
+/// The service of one connection: counts its streams in front of `S`, and tells each
+/// request its peer (tonic's [`TcpConnectInfo`], read by `Request::remote_addr`).
 #[derive(Clone)]
 pub(super) struct Streams<S> {
     inner: S,
     connection: Arc<ConnectionStreams>,
     watches: Arc<Watches>,
+    peer: TcpConnectInfo,
 }
 
 impl<S> Streams<S> {
-    pub(super) fn new(inner: S, connection: Arc<ConnectionStreams>, watches: Arc<Watches>) -> Self {
+    pub(super) fn new(
+        inner: S,
+        connection: Arc<ConnectionStreams>,
+        watches: Arc<Watches>,
+        peer: TcpConnectInfo,
+    ) -> Self {
         Streams {
             inner,
             connection,
             watches,
+            peer,
         }
     }
 }
@@ -145,7 +154,8 @@ where
     type Error = Infallible;
     type Future = Counted<S::Future>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer.clone());
         let guard = if request.uri().path() == WATCH_PATH {
             let before = self.watches.open.fetch_add(1, Ordering::Relaxed);
             let guard = Guard::Watch(self.watches.clone());
