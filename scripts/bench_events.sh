@@ -110,24 +110,14 @@ EOF
         (exec 3<>"/dev/tcp/127.0.0.1/$events_port") 2>/dev/null && break
         sleep 0.1
     done
-    local cpu_before cpu_after
-    cpu_before=$(cpu_ticks "$server_pid")
-    "$LOAD" --grpc "http://127.0.0.1:$grpc_port" --events "127.0.0.1:$events_port" \
+    BENCH_SERVER_PID=$server_pid BENCH_CLK_TCK=$(getconf CLK_TCK) "$LOAD" --grpc "http://127.0.0.1:$grpc_port" --events "127.0.0.1:$events_port" \
         --uploads "$UPLOADS" --connections "$connections" \
         --latency-events "$LATENCY_EVENTS" --latency-rate "$LATENCY_RATE" \
         >"$work/$store-$connections.result"
-    cpu_after=$(cpu_ticks "$server_pid")
-    # The server's CPU time per event (issuing the uploads and the watch phase included):
-    # unlike events/s, it hardly moves when other work shares the cores.
-    echo "RESULT cpu_us_per_event=$(( (cpu_after - cpu_before) * 1000000 / $(getconf CLK_TCK) / (UPLOADS + LATENCY_EVENTS) ))" \
-        >>"$work/$store-$connections.result"
     kill "$server_pid"
     wait "$server_pid" || true
     server_pid=""
 }
-
-# utime + stime of a process, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # The disk's commit floor: mean fdatasync of a 4 KiB append, in milliseconds.
 fsync_ms() {

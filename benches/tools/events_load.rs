@@ -10,6 +10,10 @@
 //! Secrets come from the environment, never the command line: `BENCH_TOKEN` (the caller's
 //! bearer token), `BENCH_PATH_TOKEN`, `BENCH_SIGN_KEY` (optional).
 //!
+//! With `BENCH_SERVER_PID` set (a server on this machine), it also reports the server's CPU
+//! time per event over the intake phase alone, read from `/proc` (`BENCH_CLK_TCK`: clock ticks
+//! per second, default 100).
+//!
 //! Prints `RESULT key=value ...` on stdout.
 
 use std::collections::HashMap;
@@ -223,6 +227,8 @@ async fn main() {
     );
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
+    let server_pid = env("BENCH_SERVER_PID");
+    let cpu_before = server_pid.as_deref().and_then(cpu_seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
@@ -253,8 +259,16 @@ async fn main() {
         task.await.unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after = server_pid.as_deref().and_then(cpu_seconds);
     let failed = failures.load(Ordering::Relaxed);
     let intake_rate = (bodies.len() - failed) as f64 / elapsed;
+    // Unlike events/s, CPU per event hardly moves when other work shares the cores.
+    let cpu_us_per_event = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => {
+            format!("{:.0}", (after - before) * 1e6 / bodies.len() as f64)
+        }
+        _ => "-".to_owned(),
+    };
     eprintln!(
         "intake: {} events in {elapsed:.2} s over {} connections: {intake_rate:.0} events/s answered 200, {failed} not 200",
         bodies.len(),
@@ -324,7 +338,7 @@ async fn main() {
         ms(latency.max()),
     );
     println!(
-        "RESULT events={} connections={} events_per_s={intake_rate:.0} not_200={failed} watch_changes={} watch_p50_ms={:.2} watch_p99_ms={:.2} watch_max_ms={:.2} watch_missing={missing}",
+        "RESULT events={} connections={} events_per_s={intake_rate:.0} cpu_us_per_event={cpu_us_per_event} not_200={failed} watch_changes={} watch_p50_ms={:.2} watch_p99_ms={:.2} watch_max_ms={:.2} watch_missing={missing}",
         bodies.len(),
         args.connections,
         latency.len(),
@@ -332,4 +346,18 @@ async fn main() {
         ms(latency.value_at_quantile(0.99)),
         ms(latency.max()),
     );
+}
+
+/// User plus system CPU time of process `pid` so far, in seconds (Linux `/proc`).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Clock ticks per second: `getconf CLK_TCK`, which the script passes; 100 on Linux.
+    let per_second: f64 = env("BENCH_CLK_TCK")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(100.0);
+    Some(ticks / per_second)
 }
