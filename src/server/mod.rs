@@ -1,7 +1,7 @@
 //! Server assembly: configuration → services → transport. Builds the `UploadSigner` and
 //! `UploadTracker` services, gRPC health (following the audit log) and server reflection
 //! (v1 and v1alpha), the metrics endpoint, the event receiver and configuration reload
-//! (SIGHUP), hands the routes to [`crate::transport`], and bounds the graceful shutdown.
+//! (SIGHUP), hands the routes to the transport (`src/transport/`), and bounds the graceful shutdown.
 
 mod audit_health;
 mod reload;
