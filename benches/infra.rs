@@ -349,11 +349,10 @@ fn range(samples: &[f64]) -> (f64, f64) {
 
 fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| panic!("{name} must be a whole number above 0, not {value:?}")),
+        Ok(value) => value.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+            eprintln!("infra: {name} must be a whole number above 0, not {value:?}");
+            std::process::exit(2)
+        }),
         Err(_) => default,
     }
 }
