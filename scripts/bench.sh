@@ -34,6 +34,8 @@
 #                   at most 64 per connection), lets the others wait up to 20 ms
 #                   (max_queue_delay_ms) for a place and refuses them with UNAVAILABLE after.
 #   batch           IssueSignatureBatch (count=100) against the signer once, in signatures/s
+#   infra           benches/infra.rs: our histogram, caller cache and log writer against
+#                   prometheus-client and tracing-appender, in process ($INFRA_ROUNDS rounds)
 # Memory: VmRSS before any load ("idle"), the highest VmRSS sampled during each overload
 # phase, and VmHWM at the end, from /proc/PID/status.
 #
@@ -60,6 +62,8 @@ OPEN_OVERLOAD_PCT=${OPEN_OVERLOAD_PCT:-150}
 # server's queue (at ~60k calls/s that is ~30 ms of work in flight).
 OPEN_OVERLOAD_CONC=${OPEN_OVERLOAD_CONC:-2000}
 BATCH_CONC=${BATCH_CONC:-8}
+# Rounds of the in-process comparison of hand-written infrastructure with crates (benches/infra.rs).
+INFRA_ROUNDS=${INFRA_ROUNDS:-5}
 # The audit log of every issuance goes to a file, as it would in production.
 SIGNER_RUST_LOG=${SIGNER_RUST_LOG:-info}
 
@@ -412,5 +416,13 @@ cat <<EOF
 | RSS peak during open-loop overload, sampled (MiB) | $(mib "$(peak open "$signer_pid")") | $(mib "$(peak open "$echo_pid")") |
 | VmHWM at end (MiB) | $(mib "$signer_hwm") | $(mib "$echo_hwm") |
 EOF
+
+# Hand-written metrics and log writer against prometheus-client and tracing-appender, in
+# process (no servers; about 10 s).
+echo "running benches/infra.rs..." >&2
+echo
+echo '## Hand-written infrastructure vs crates (`cargo bench --bench infra`)'
+INFRA_ROUNDS=$INFRA_ROUNDS cargo bench --quiet --bench infra
+
 scripts/bench_events.sh
 scripts/bench_pull.sh

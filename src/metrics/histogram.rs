@@ -13,9 +13,10 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-/// Cheap to clone: clones share the same buckets.
+/// Cheap to clone: clones share the same buckets. Public only for `benches/infra.rs`, through
+/// `vod_signer::testing` (the module itself is private to the crate otherwise).
 #[derive(Clone, Debug)]
-pub(super) struct LatencyHistogram(Arc<Inner>);
+pub struct LatencyHistogram(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
@@ -27,7 +28,8 @@ struct Inner {
 }
 
 impl LatencyHistogram {
-    pub(super) fn new(bounds: impl IntoIterator<Item = f64>) -> Self {
+    /// A histogram with these upper bounds in seconds (ascending), plus `+Inf`.
+    pub fn new(bounds: impl IntoIterator<Item = f64>) -> Self {
         let bounds: Box<[f64]> = bounds.into_iter().collect();
         let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
         LatencyHistogram(Arc::new(Inner {
@@ -37,7 +39,8 @@ impl LatencyHistogram {
         }))
     }
 
-    pub(super) fn observe(&self, duration: Duration) {
+    /// Counts one duration: three relaxed atomic adds, no lock.
+    pub fn observe(&self, duration: Duration) {
         let inner = &*self.0;
         let seconds = duration.as_secs_f64();
         // The first bucket whose upper bound holds the value (`le` is inclusive).

@@ -23,7 +23,8 @@
 //! by name, so a call neither allocates nor takes a write lock to count itself.
 
 mod grpc;
-mod histogram;
+// Crate-visible so that `testing` can hand `LatencyHistogram` to `benches/infra.rs`.
+pub(crate) mod histogram;
 mod http;
 mod pull;
 
