@@ -175,6 +175,7 @@ pub struct Metrics {
     handshake_timeouts: Counter,
     shed: [Counter; Shed::ALL.len()],
     refused_connections: Counter,
+    evicted_connections: Counter,
     silent_connections: Counter,
     pull: PullMetrics,
     events: Family<EventLabels, Counter>,
@@ -282,12 +283,14 @@ impl Metrics {
         let closed = Family::<HandshakeLabels, Counter>::default();
         registry.register(
             "connections_closed",
-            "Client connections closed by the server to protect it: over max_connections, or silent past the handshake timeout",
+            "Client connections closed by the server to protect it: over max_connections, evicted for a newcomer before a known caller used them, or silent past the handshake timeout",
             closed.clone(),
         );
         let refused_connections = closed.get_or_create_owned(&HandshakeLabels {
             reason: "max_connections",
         });
+        let evicted_connections =
+            closed.get_or_create_owned(&HandshakeLabels { reason: "evicted" });
         let silent_connections = closed.get_or_create_owned(&HandshakeLabels {
             reason: "handshake_timeout",
         });
@@ -316,6 +319,7 @@ impl Metrics {
             handshake_timeouts,
             shed,
             refused_connections,
+            evicted_connections,
             silent_connections,
             pull,
             events,
@@ -373,6 +377,12 @@ impl Metrics {
     /// A connection closed as soon as it was accepted: `max_connections` were open.
     pub fn connection_refused(&self) {
         self.refused_connections.inc();
+    }
+
+    /// A connection that no known caller had used yet, closed to make room for a newcomer at
+    /// `max_connections`.
+    pub fn connection_evicted(&self) {
+        self.evicted_connections.inc();
     }
 
     /// A connection closed because its client sent no HTTP/2 preface (or did not finish its

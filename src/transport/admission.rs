@@ -11,7 +11,9 @@
 //!   `shed` (a call that queued too long is refused) and `deadline` (`grpc-timeout`);
 //! - an `UploadSigner` call's `authorization` header is checked: a call without a known bearer
 //!   token is answered UNAUTHENTICATED there and then, before its message is read, so it never
-//!   holds a place that a known caller needs;
+//!   holds a place that a known caller needs. A known caller's token (here, or on an
+//!   `UploadTracker` call) vouches for its connection, which then keeps its place at
+//!   `max_connections` (see `connection_places`);
 //! - a known caller's call takes a place among `[transport] max_concurrent_requests` (calls
 //!   accepted and not yet answered, queued or running) and its connection's share
 //!   (`max_concurrent_requests_per_connection`; see `slots`). A connection over its share is
@@ -41,6 +43,7 @@ use tonic::codegen::http::{Request, Response};
 use tonic::transport::server::TcpConnectInfo;
 
 use super::body_timeout::TimedBody;
+use super::connection_places::Voucher;
 use super::deadline::{deadline_exceeded, deadline_of};
 use super::slots::{self, ConnectionShare, SharedPlaces, Slot, Taken, Waiting};
 use crate::logging::RateLimit;
@@ -130,6 +133,13 @@ impl<S: Clone> Admission<S> {
     }
 }
 
+/// A known caller used the request's connection: it keeps its place at `max_connections`.
+fn vouch<B>(request: &Request<B>) {
+    if let Some(voucher) = request.extensions().get::<Voucher>() {
+        voucher.vouch();
+    }
+}
+
 /// Whether `path` is a call of the service that admission bounds.
 fn is_bounded(path: &str) -> bool {
     path.strip_prefix('/')
@@ -178,6 +188,7 @@ where
                 let status = Status::from(ServiceError::from(error));
                 return AdmittedCall::answered(status, recorder, arrival, state);
             }
+            vouch(&request);
             match slots::take(&state.places, &self.connection) {
                 Taken::Slot(slot) => Some(slot),
                 Taken::Wait(wait) => {
@@ -193,6 +204,25 @@ where
                 }
             }
         } else {
+            // `UploadTracker` authenticates in its service; a known caller's watch must still
+            // keep its connection from being evicted.
+            if request
+                .extensions()
+                .get::<Voucher>()
+                .is_some_and(|voucher| !voucher.is_vouched())
+            {
+                let authorization = request.headers().get("authorization").map(|v| v.as_bytes());
+                if authorization.is_some()
+                    && state
+                        .snapshot
+                        .load()
+                        .callers
+                        .authenticate(authorization)
+                        .is_ok()
+                {
+                    vouch(&request);
+                }
+            }
             None
         };
         let body_limit = (!is_client_streaming(path)).then_some(state.limits.request_body_timeout);

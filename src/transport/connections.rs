@@ -11,10 +11,12 @@
 //! own task (see `tls`), so a slow client holds up nobody else, and the encrypted stream is
 //! then served exactly like a plain one.
 //!
-//! Connections that would otherwise cost resources for nothing are closed: beyond
-//! `max_connections` at once when accepted; without the client's TLS handshake and HTTP/2
-//! preface within `handshake_timeout_seconds`; at shutdown, as soon as no stream is open on
-//! them, instead of waiting for a client that may never answer the GOAWAY.
+//! Connections that would otherwise cost resources for nothing are closed: at
+//! `max_connections`, the oldest one that no known caller has used yet, to make room for a
+//! newcomer (see `connection_places`), or the newcomer when all are in use; without the
+//! client's TLS handshake and HTTP/2 preface within `handshake_timeout_seconds`; at shutdown,
+//! as soon as no stream is open on them, instead of waiting for a client that may never answer
+//! the GOAWAY.
 //!
 //! hyper-util's `server::graceful` is not used: a connection it watches can no longer be asked
 //! to shut down by anyone else (the age limit needs that), and it waits for every connection
@@ -30,10 +32,11 @@ use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::rustls::ServerConfig;
 use tonic::transport::server::TcpConnectInfo;
 
+use super::connection_places::{ConnectionPlace, ConnectionPlaces, Taken};
 use super::preface::PrefaceSeen;
 use super::streams::{ConnectionStreams, Streams, Watches};
 use crate::config::TransportSettings;
@@ -48,7 +51,7 @@ pub(super) struct ConnectionLimits {
     pub handshake_timeout: Duration,
     pub watches: Arc<Watches>,
     /// The places of `max_connections`.
-    pub places: Arc<Semaphore>,
+    pub places: Arc<ConnectionPlaces>,
     /// The TLS configuration current at each accept (a reload swaps it), or plain TCP.
     pub tls: Option<Arc<ArcSwap<ServerConfig>>>,
     pub metrics: Arc<Metrics>,
@@ -67,9 +70,7 @@ impl ConnectionLimits {
             max_connection_age_grace: transport.max_connection_age_grace,
             handshake_timeout: transport.handshake_timeout,
             watches: Watches::new(transport.max_health_watches),
-            places: Arc::new(Semaphore::new(
-                transport.max_connections.min(Semaphore::MAX_PERMITS),
-            )),
+            places: ConnectionPlaces::new(transport.max_connections),
             tls,
             metrics,
         }
@@ -186,19 +187,24 @@ pub(super) async fn serve<S>(
 struct Accepted {
     tcp: TcpStream,
     info: TcpConnectInfo,
-    place: OwnedSemaphorePermit,
+    place: ConnectionPlace,
     at: Instant,
 }
 
-/// A place for a connection just accepted, or `None` (counted, logged) if every one is taken:
-/// it is then closed at once, so its client learns and can go elsewhere, instead of waiting
-/// in the listen queue.
-fn take_place(limits: &ConnectionLimits, peer: SocketAddr) -> Option<OwnedSemaphorePermit> {
-    match limits.places.clone().try_acquire_owned() {
-        Ok(place) => Some(place),
-        Err(_) => {
+/// A place for a connection just accepted, or `None` (counted, logged) if every one is taken
+/// by a connection a known caller uses: it is then closed at once, so its client learns and
+/// can go elsewhere, instead of waiting in the listen queue.
+fn take_place(limits: &ConnectionLimits, peer: SocketAddr) -> Option<ConnectionPlace> {
+    match limits.places.take() {
+        Taken::Free(place) => Some(place),
+        Taken::Evicted(place) => {
+            limits.metrics.connection_evicted();
+            tracing::debug!(%peer, "max_connections are open: the oldest connection no known caller has used is closed for this one");
+            Some(place)
+        }
+        Taken::Full => {
             limits.metrics.connection_refused();
-            tracing::debug!(%peer, "connection closed at once: max_connections are open");
+            tracing::debug!(%peer, "connection closed at once: max_connections are open, all used by known callers");
             None
         }
     }
@@ -218,13 +224,12 @@ async fn connection<S: StreamService>(
         place,
         at,
     } = accepted;
-    // Held for as long as the connection is open.
-    let _place = place;
     let handshake_deadline = at + limits.handshake_timeout;
     let Some(tls) = &limits.tls else {
         return http2(
             tcp,
             info,
+            &place,
             handshake_deadline,
             builder,
             service,
@@ -239,11 +244,13 @@ async fn connection<S: StreamService>(
         io = handshake => io,
         // The server is stopping: a handshake in progress is not worth waiting for.
         _ = stopped.changed() => None,
+        () = place.evicted() => None,
     };
     if let Some(io) = io {
         http2(
             io,
             info,
+            &place,
             handshake_deadline,
             builder,
             service,
@@ -252,14 +259,19 @@ async fn connection<S: StreamService>(
         )
         .await;
     }
+    // The place is held until here, for as long as the connection is open.
+    drop(place);
 }
 
 /// Serves HTTP/2 on `io` until the peer closes it, it stays silent past the handshake
-/// deadline, it reaches its maximum age (gracefully, then at once after the grace period), or
-/// the server shuts down (gracefully).
+/// deadline, a newcomer takes its place before a known caller used it (at once), it reaches
+/// its maximum age (gracefully, then at once after the grace period), or the server shuts down
+/// (gracefully).
+#[allow(clippy::too_many_arguments)]
 async fn http2<I, S>(
     io: I,
     info: TcpConnectInfo,
+    place: &ConnectionPlace,
     handshake_deadline: Instant,
     builder: http2::Builder<TokioExecutor>,
     service: S,
@@ -271,7 +283,13 @@ async fn http2<I, S>(
 {
     let (io, preface) = PrefaceSeen::watch(io);
     let streams = Arc::new(ConnectionStreams::default());
-    let service = Streams::new(service, streams.clone(), limits.watches.clone(), info);
+    let service = Streams::new(
+        service,
+        streams.clone(),
+        limits.watches.clone(),
+        info,
+        place.voucher(),
+    );
     let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let aged = sleep_for(limits.max_connection_age);
@@ -295,6 +313,10 @@ async fn http2<I, S>(
                     return;
                 }
                 handshake_checked = true;
+            }
+            () = place.evicted() => {
+                tracing::debug!("connection closed: a newer one took its place before a known caller used it");
+                return;
             }
             () = &mut aged => {
                 if closing {

@@ -2,7 +2,8 @@
 //!
 //! One call, from the socket to the response:
 //!
-//! 1. `connections` accepts the TCP connection (one of `max_connections`), runs its TLS
+//! 1. `connections` accepts the TCP connection (one of `max_connections`, see
+//!    `connection_places`), runs its TLS
 //!    handshake if `[tls]` is set (`tls`), and serves HTTP/2 on it with hyper; a client that
 //!    sends no preface in time is dropped (`preface`);
 //! 2. `streams` counts the stream hyper hands over, for a quick shutdown and to bound health
@@ -16,6 +17,7 @@
 
 mod admission;
 mod body_timeout;
+mod connection_places;
 mod connections;
 mod deadline;
 mod grpc_timeout;

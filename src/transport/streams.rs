@@ -21,6 +21,7 @@ use tonic::Status;
 use tonic::codegen::http::{Request, Response};
 use tonic::transport::server::TcpConnectInfo;
 
+use super::connection_places::Voucher;
 use crate::metrics::MeteredBody;
 
 const WATCH_PATH: &str = "/grpc.health.v1.Health/Watch";
@@ -116,13 +117,15 @@ impl Body for GuardedBody {
 }
 
 /// The service of one connection: counts its streams in front of `S`, and tells each
-/// request its peer (tonic's [`TcpConnectInfo`], read by `Request::remote_addr`).
+/// request its peer (tonic's [`TcpConnectInfo`], read by `Request::remote_addr`) and the
+/// connection's [`Voucher`].
 #[derive(Clone)]
 pub(super) struct Streams<S> {
     inner: S,
     connection: Arc<ConnectionStreams>,
     watches: Arc<Watches>,
     peer: TcpConnectInfo,
+    voucher: Voucher,
 }
 
 impl<S> Streams<S> {
@@ -131,12 +134,14 @@ impl<S> Streams<S> {
         connection: Arc<ConnectionStreams>,
         watches: Arc<Watches>,
         peer: TcpConnectInfo,
+        voucher: Voucher,
     ) -> Self {
         Streams {
             inner,
             connection,
             watches,
             peer,
+            voucher,
         }
     }
 }
@@ -156,6 +161,7 @@ where
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.peer.clone());
+        request.extensions_mut().insert(self.voucher.clone());
         let guard = if request.uri().path() == WATCH_PATH {
             let before = self.watches.open.fetch_add(1, Ordering::Relaxed);
             let guard = Guard::Watch(self.watches.clone());

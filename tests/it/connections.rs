@@ -146,29 +146,88 @@ async fn idle_http2(addr: SocketAddr) -> TcpStream {
 }
 
 #[tokio::test]
-async fn connections_beyond_max_connections_are_closed_at_once() {
+async fn at_max_connections_a_newcomer_takes_the_place_of_the_oldest_connection_no_caller_used() {
     let dir = ConfigDir::new();
     let server = start_metered(server_config(&dir, "max_connections = 3")).await;
-    let mut open = Vec::new();
-    for _ in 0..3 {
-        open.push(idle_http2(server.addr).await);
-    }
-    // Let the server take all three before the fourth arrives.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut fourth = TcpStream::connect(server.addr).await.unwrap();
-    assert!(
-        closed_within(&mut fourth, Duration::from_secs(2)).await,
-        "a fourth connection was kept open"
-    );
-    assert!(
-        !closed_within(&mut open[0], Duration::from_millis(300)).await,
-        "the first three stay open"
-    );
-    // A place frees when a connection closes.
-    open.pop();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every place held by sockets no known caller has used: silent, past the preface, and
+    // one that sends only calls without a token.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut idle = idle_http2(server.addr).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut anonymous = server.signer().await;
+    let refused = anonymous
+        .issue_signature(issue_request("mallory"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A real caller still gets in, oldest first out.
     let mut client = server.signer().await;
     issue(&mut client, "alice").await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(2)).await,
+        "the oldest unused connection was kept"
+    );
+    assert!(
+        !closed_within(&mut idle, Duration::from_millis(300)).await,
+        "only one connection gives way per newcomer"
+    );
+    // The real caller's connection is vouched for now: newcomers evict the others, never it.
+    let mut second = server.signer().await;
+    issue(&mut second, "bob").await.unwrap();
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(2)).await,
+        "the next oldest unused connection was kept"
+    );
+    let mut third = server.signer().await;
+    issue(&mut third, "carol").await.unwrap();
+    issue(&mut client, "alice").await.unwrap();
+    issue(&mut second, "bob").await.unwrap();
+
+    let metrics = server.metrics().await;
+    assert_eq!(
+        series(
+            &metrics,
+            "vod_signer_connections_closed_total{reason=\"evicted\"}"
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        series(
+            &metrics,
+            "vod_signer_connections_closed_total{reason=\"max_connections\"}"
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn when_known_callers_use_every_connection_a_newcomer_is_closed_at_once() {
+    let dir = ConfigDir::new();
+    let server = start_metered(server_config(&dir, "max_connections = 2")).await;
+    let mut first = server.signer().await;
+    issue(&mut first, "alice").await.unwrap();
+    let mut second = server.signer().await;
+    issue(&mut second, "bob").await.unwrap();
+
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)).await,
+        "a third connection was kept open"
+    );
+    issue(&mut first, "alice").await.unwrap();
+    issue(&mut second, "bob").await.unwrap();
+
+    // A place frees when a connection closes.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut client = server.signer().await;
+    issue(&mut client, "carol").await.unwrap();
     let metrics = server.metrics().await;
     assert_eq!(
         series(
