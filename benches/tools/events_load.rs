@@ -229,6 +229,8 @@ async fn main() {
     let failures = Arc::new(AtomicUsize::new(0));
     let server_pid = env("BENCH_SERVER_PID");
     let cpu_before = server_pid.as_deref().and_then(cpu_seconds);
+    let own_before = cpu_seconds("self");
+    let machine_before = machine_ticks();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.connections {
@@ -260,12 +262,27 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_after = server_pid.as_deref().and_then(cpu_seconds);
+    let own_after = cpu_seconds("self");
+    let machine_after = machine_ticks();
     let failed = failures.load(Ordering::Relaxed);
     let intake_rate = (bodies.len() - failed) as f64 / elapsed;
     // Unlike events/s, CPU per event hardly moves when other work shares the cores.
     let cpu_us_per_event = match (cpu_before, cpu_after) {
         (Some(before), Some(after)) => {
             format!("{:.0}", (after - before) * 1e6 / bodies.len() as f64)
+        }
+        _ => "-".to_owned(),
+    };
+    let load_cpu_us_per_event = match (own_before, own_after) {
+        (Some(before), Some(after)) => {
+            format!("{:.0}", (after - before) * 1e6 / bodies.len() as f64)
+        }
+        _ => "-".to_owned(),
+    };
+    // Whether the cores were the limit: the share of all CPU time that was busy.
+    let machine_busy_pct = match (machine_before, machine_after) {
+        (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
+            format!("{:.0}", (busy1 - busy0) * 100.0 / (all1 - all0))
         }
         _ => "-".to_owned(),
     };
@@ -338,7 +355,7 @@ async fn main() {
         ms(latency.max()),
     );
     println!(
-        "RESULT events={} connections={} events_per_s={intake_rate:.0} cpu_us_per_event={cpu_us_per_event} not_200={failed} watch_changes={} watch_p50_ms={:.2} watch_p99_ms={:.2} watch_max_ms={:.2} watch_missing={missing}",
+        "RESULT events={} connections={} events_per_s={intake_rate:.0} cpu_us_per_event={cpu_us_per_event} load_cpu_us_per_event={load_cpu_us_per_event} machine_busy_pct={machine_busy_pct} not_200={failed} watch_changes={} watch_p50_ms={:.2} watch_p99_ms={:.2} watch_max_ms={:.2} watch_missing={missing}",
         bodies.len(),
         args.connections,
         latency.len(),
@@ -348,7 +365,21 @@ async fn main() {
     );
 }
 
-/// User plus system CPU time of process `pid` so far, in seconds (Linux `/proc`).
+/// Busy and total clock ticks of all CPUs so far (the `cpu` line of `/proc/stat`; idle and
+/// iowait count as not busy).
+fn machine_ticks() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let all: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((all - idle, all))
+}
+
+/// User plus system CPU time of process `pid` (or `self`) so far, in seconds (Linux `/proc`).
 fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.

@@ -39,3 +39,18 @@ impl From<sqlx::Error> for TrackingError {
         }
     }
 }
+
+impl From<rusqlite::Error> for TrackingError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error {
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::InvalidColumnName(_)
+            | rusqlite::Error::InvalidColumnIndex(_)
+            | rusqlite::Error::Utf8Error(_) => TrackingError::Corrupt(error.to_string()),
+            // The file cannot be opened or written (disk full, read-only, locked past the busy
+            // timeout, I/O errors): the event was not stored, the sender retries.
+            other => TrackingError::Unavailable(other.to_string()),
+        }
+    }
+}

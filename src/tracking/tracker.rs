@@ -258,7 +258,7 @@ async fn run_intake(
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<Incoming>, Vec<_>) =
             batch.drain(..).map(|p| (p.event, p.reply)).unzip();
-        match store.commit_batch(&events).await {
+        match store.commit_batch(events).await {
             Ok(receipts) => {
                 if receipts.contains(&Receipt::Applied) {
                     feed.send_modify(|n| *n += 1);

@@ -45,7 +45,7 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Stores and applies one group of events in ONE transaction; one receipt per event.
     fn commit_batch(
         &self,
-        batch: &[Incoming],
+        batch: Vec<Incoming>,
     ) -> impl Future<Output = Result<Vec<Receipt>, TrackingError>> + Send;
 
     fn get_upload(
@@ -201,7 +201,7 @@ impl Store for AnyStore {
     async fn record_issued(&self, uploads: &[NewUpload]) -> Result<(), TrackingError> {
         dispatch!(self, s => s.record_issued(uploads).await)
     }
-    async fn commit_batch(&self, batch: &[Incoming]) -> Result<Vec<Receipt>, TrackingError> {
+    async fn commit_batch(&self, batch: Vec<Incoming>) -> Result<Vec<Receipt>, TrackingError> {
         dispatch!(self, s => s.commit_batch(batch).await)
     }
     async fn get_upload(

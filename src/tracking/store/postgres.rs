@@ -230,9 +230,9 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn commit_batch(&self, batch: &[Incoming]) -> Result<Vec<Receipt>, TrackingError> {
+    async fn commit_batch(&self, batch: Vec<Incoming>) -> Result<Vec<Receipt>, TrackingError> {
         let mut tx = self.writer().await?;
-        let receipts = batch::apply(&mut tx, batch).await?;
+        let receipts = batch::apply(&mut tx, &batch).await?;
         tx.commit().await?;
         Ok(receipts)
     }
