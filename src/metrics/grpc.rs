@@ -132,7 +132,7 @@ impl CallRecorder {
         self.metrics.request_counter(self.method, code).inc();
         self.metrics
             .duration_histogram(self.method)
-            .observe(self.started.elapsed());
+            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 

@@ -150,6 +150,12 @@ impl Caller {
         &self.name
     }
 
+    /// The name as the configuration holds it, for a metric label: cloning it takes a
+    /// reference, not a copy.
+    pub fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

@@ -242,7 +242,7 @@ impl SignerService {
         match outcome {
             QuotaOutcome::Allowed | QuotaOutcome::AllowedWithoutStore => Ok(()),
             QuotaOutcome::Exhausted { retry_after } => {
-                self.metrics.quota_rejected(caller.name());
+                self.metrics.quota_rejected(caller.shared_name());
                 Err(ServiceError::QuotaExhausted {
                     caller: caller.name().into(),
                     limit,
@@ -460,7 +460,7 @@ impl UploadSigner for SignerService {
             .pop()
             .ok_or_else(|| ServiceError::Internal("no signature was minted".into()))?;
         audit(caller, &user_id, &sign_request, &response);
-        self.metrics.signatures_issued(caller.name(), 1);
+        self.metrics.signatures_issued(caller.shared_name(), 1);
         Ok(Response::new(response))
     }
 
@@ -517,7 +517,7 @@ impl UploadSigner for SignerService {
             .await?;
         audit_batch(caller, &user_id, &sign_request, &signatures);
         self.metrics
-            .signatures_issued(caller.name(), u64::from(message.count));
+            .signatures_issued(caller.shared_name(), u64::from(message.count));
         Ok(Response::new(pb::IssueSignatureBatchResponse {
             signatures,
         }))
