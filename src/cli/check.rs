@@ -80,7 +80,7 @@ fn signature(args: &CheckArgs) -> Result<String, String> {
     Ok(text.trim().to_owned())
 }
 
-pub fn run(args: CheckArgs) -> i32 {
+pub(super) fn run(args: CheckArgs) -> i32 {
     let signature = match signature(&args) {
         Ok(s) => s,
         Err(e) => return fail_usage(e),

@@ -21,7 +21,7 @@ use vod_signer_client::{
 use super::{exit, fail_usage};
 
 /// Exit code when the call could not complete (no answer, not a refusal).
-pub const CALL_FAILED: i32 = 3;
+pub(super) const CALL_FAILED: i32 = 3;
 
 /// How to reach the service; shared by `issue` and `check`.
 #[derive(Debug, Args)]
@@ -199,7 +199,7 @@ pub(super) fn fail_call(error: &Error, refused: i32) -> i32 {
     }
 }
 
-pub fn run(args: IssueArgs) -> i32 {
+pub(super) fn run(args: IssueArgs) -> i32 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => return fail_usage(e),

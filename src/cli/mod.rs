@@ -39,7 +39,7 @@ pub enum Command {
 }
 
 /// Exit codes shared by every subcommand.
-pub mod exit {
+pub(crate) mod exit {
     pub const OK: i32 = 0;
     pub const NEGATIVE: i32 = 1;
     pub const USAGE: i32 = 2;

@@ -68,7 +68,7 @@ fn fail(error: &Error) -> i32 {
     }
 }
 
-pub fn run(args: UploadsArgs) -> i32 {
+pub(super) fn run(args: UploadsArgs) -> i32 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => return fail_usage(e),

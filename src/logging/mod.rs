@@ -6,10 +6,11 @@ mod deceptive;
 mod rate_limit;
 mod writer;
 
-pub use audit::{AuditLayer, TARGET as AUDIT_TARGET};
-pub use deceptive::is_deceptive;
-pub use rate_limit::RateLimit;
-pub use writer::{DEFAULT_HIGH_WATER, FlushGuard, LogWriter, SinkHealth, spawn as spawn_writer};
+pub(crate) use audit::{AuditLayer, TARGET as AUDIT_TARGET};
+pub(crate) use deceptive::is_deceptive;
+pub(crate) use rate_limit::RateLimit;
+pub(crate) use writer::FlushGuard;
+pub use writer::{DEFAULT_HIGH_WATER, SinkHealth, spawn as spawn_writer};
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;

@@ -44,7 +44,8 @@ impl RateLimit {
     }
 
     /// Occurrences not logged since the last line.
-    pub fn unlogged(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn unlogged(&self) -> u64 {
         self.unlogged.load(Ordering::Relaxed)
     }
 }

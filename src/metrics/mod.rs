@@ -15,7 +15,7 @@
 //! | `vod_signer_log_write_failures_total` | |
 //! | `vod_signer_log_lines_dropped_total` | |
 //! | `vod_signer_connections_closed_total` | `reason` (`max_connections`, `handshake_timeout`) |
-//! | PULL consumer and reconciliation | see [`PullMetrics`] |
+//! | PULL consumer and reconciliation | see `PullMetrics` |
 //! | `vod_signer_events_received_total` | `event_type` (`NewFileUpload`, `ProcedureStateChanged`, `legacy`, `other`, `none`), `outcome` |
 //!
 //! Label sets that are fixed enums are resolved once into handles (gRPC method × code and
@@ -37,9 +37,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-pub use grpc::{CallRecorder, MeteredBody};
-pub use http::{MetricsServerError, serve_metrics};
-pub use pull::PullMetrics;
+pub(crate) use grpc::{CallRecorder, MeteredBody};
+pub(crate) use http::serve_metrics;
+pub(crate) use pull::PullMetrics;
 
 use crate::logging::SinkHealth;
 use crate::signature::VerifyFailure;
@@ -349,7 +349,7 @@ impl Metrics {
         self.silent_connections.inc();
     }
 
-    /// A call refused to protect the others; its status is counted by its [`CallRecorder`].
+    /// A call refused to protect the others; its status is counted by its `CallRecorder`.
     pub fn call_shed(&self, reason: Shed) {
         self.shed[reason as usize].inc();
     }

@@ -15,7 +15,7 @@ use crate::signature::{UploadParams, Validity};
 
 /// Validity used when neither the request nor the caller's policy names one. An hour covers a
 /// large upload on a slow link, yet a leaked signature goes stale the same day.
-pub const DEFAULT_VALIDITY_SECONDS: u32 = 3600;
+pub(crate) const DEFAULT_VALIDITY_SECONDS: u32 = 3600;
 
 /// SHA-256 of a bearer token: what the configuration stores instead of the token.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ mod reconcile;
 
 pub use backoff::BackoffPolicy;
 pub use consumer::{Consumer, PullTiming};
-pub use reconcile::{PassError, PassReport, Reconciler};
+pub use reconcile::Reconciler;
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()

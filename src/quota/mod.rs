@@ -1,7 +1,7 @@
 //! Per-user issuance quotas: at most N signatures per caller and end user in each fixed
 //! one-minute window (`issue_per_user_per_minute` in a caller's policy).
 //!
-//! Two stores keep the counts: [`MemoryStore`] in this process (one replica), and
+//! Two stores keep the counts: `MemoryStore` in this process (one replica), and
 //! [`RedisStore`] shared by every replica pointed at the same Redis, so that two replicas
 //! behind a balancer enforce one budget. [`Quotas`] wraps a store with the operator's choice of
 //! what to do when the store fails ([`OnStoreError`]); the service counts each [`QuotaOutcome`].
@@ -16,7 +16,7 @@ mod redis_store;
 use std::fmt;
 use std::time::Duration;
 
-pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
+pub(crate) use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
 use crate::logging::RateLimit;

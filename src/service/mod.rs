@@ -1,8 +1,8 @@
 //! The `vod.signer.v1.UploadSigner` gRPC service: a thin adapter over the signing core.
 //!
-//! A call is authenticated ([`crate::policy::Callers`]), its fields are converted into core
+//! A call is authenticated (`crate::policy::Callers`), its fields are converted into core
 //! types (`convert.rs`), the caller's policy is applied, and the core signs or verifies. Every
-//! failure is a [`ServiceError`], mapped to a status in one table (`impl From<ServiceError> for
+//! failure is a `ServiceError`, mapped to a status in one table (`impl From<ServiceError> for
 //! Status`).
 
 mod convert;
@@ -21,10 +21,10 @@ use arc_swap::ArcSwap;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-pub use convert::MAX_USER_ID_CHARS;
-pub use error::{ERROR_DOMAIN, ServiceError, Violation};
-pub use random_slots::{LEASE_SIZE, LeaseError, RandomSlots};
-pub use tracker::TrackerService;
+pub use error::ERROR_DOMAIN;
+pub(crate) use error::{ServiceError, Violation};
+pub(crate) use random_slots::{LeaseError, RandomSlots};
+pub(crate) use tracker::TrackerService;
 
 use crate::config::Config;
 use crate::logging::{RateLimit, SinkHealth};

@@ -82,8 +82,9 @@ impl UniqueRandom {
         }
     }
 
-    /// A fixed sequence, for reproducible tests and benchmarks.
-    pub fn with_seed(start: u32, round_keys: [u32; 4]) -> Self {
+    /// A fixed sequence, for reproducible tests.
+    #[cfg(test)]
+    fn with_seed(start: u32, round_keys: [u32; 4]) -> Self {
         UniqueRandom {
             counter: AtomicU32::new(start),
             permutation: RandomPermutation { round_keys },

@@ -127,7 +127,7 @@ impl Tracker {
     }
 
     /// One user's uploads for one caller, newest first. `page_size` 0 means
-    /// [`DEFAULT_PAGE_SIZE`]; more than [`MAX_PAGE_SIZE`] is reduced to it.
+    /// `DEFAULT_PAGE_SIZE`; more than `MAX_PAGE_SIZE` is reduced to it.
     pub async fn list_uploads(
         &self,
         caller: &str,

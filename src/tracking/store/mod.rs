@@ -9,8 +9,8 @@ mod sqlite;
 
 use std::future::Future;
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub(super) use postgres::PostgresStore;
+pub(super) use sqlite::SqliteStore;
 
 pub(crate) use batch::Incoming;
 

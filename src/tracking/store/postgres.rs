@@ -95,14 +95,14 @@ const SCHEMA: &[&str] = &[
     "INSERT INTO feed (id, pruned_through) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
 ];
 
-pub struct PostgresStore {
+pub(crate) struct PostgresStore {
     pool: PgPool,
 }
 
 impl PostgresStore {
     /// Connects and creates the tables if needed. A database that cannot be reached is
     /// [`TrackingError::Unavailable`].
-    pub async fn open(url: &PostgresUrl) -> Result<PostgresStore, TrackingError> {
+    pub(crate) async fn open(url: &PostgresUrl) -> Result<PostgresStore, TrackingError> {
         // The URL may hold a password: its parse error is reported without it.
         let options = PgConnectOptions::from_str(url.expose()).map_err(|_| {
             TrackingError::Unavailable("the PostgreSQL URL cannot be parsed".into())

@@ -76,14 +76,14 @@ const SCHEMA: &[&str] = &[
 
 const READERS: u32 = 4;
 
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its tables.
-    pub async fn open(path: &Path) -> Result<SqliteStore, TrackingError> {
+    pub(crate) async fn open(path: &Path) -> Result<SqliteStore, TrackingError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
