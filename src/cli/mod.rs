@@ -40,9 +40,9 @@ pub enum Command {
 
 /// Exit codes shared by every subcommand.
 pub(crate) mod exit {
-    pub const OK: i32 = 0;
-    pub const NEGATIVE: i32 = 1;
-    pub const USAGE: i32 = 2;
+    pub(crate) const OK: i32 = 0;
+    pub(crate) const NEGATIVE: i32 = 1;
+    pub(crate) const USAGE: i32 = 2;
 }
 
 /// Runs the command line and returns the process exit code.

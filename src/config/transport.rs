@@ -23,12 +23,12 @@ use super::ConfigError;
 
 /// Default and ceiling of `call_timeout_seconds`: every call is microseconds of work, so one
 /// still running after this is stuck; a larger ceiling would only keep stuck calls around.
-pub const DEFAULT_CALL_TIMEOUT_SECONDS: u32 = 30;
+pub(super) const DEFAULT_CALL_TIMEOUT_SECONDS: u32 = 30;
 pub(super) const MAX_CALL_TIMEOUT_SECONDS: u32 = 300;
 /// Default and ceiling of `max_request_bytes`. The largest legitimate request (every text
 /// field at its limit, in 4-byte characters) is under 8 KiB; a signature to verify is at most
 /// 32 KiB.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+pub(super) const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub(super) const MAX_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 const DEFAULT_KEEPALIVE_INTERVAL_SECONDS: u32 = 30;
 /// Default of `max_concurrent_requests`: calls accepted and not yet answered, queued or

@@ -11,7 +11,7 @@ use crate::signature::{
 use super::error::{ServiceError, Violation};
 
 /// Longest accepted `user_id`, in characters. It goes into audit logs, so it is bounded.
-pub const MAX_USER_ID_CHARS: usize = 256;
+pub(super) const MAX_USER_ID_CHARS: usize = 256;
 
 /// An issuance request whose every value is valid on its own; the caller's policy decides next.
 #[derive(Debug)]
