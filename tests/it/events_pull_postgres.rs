@@ -93,15 +93,7 @@ async fn two_replicas_pull_one_queue_into_one_database_without_loss_or_doubles()
             .unwrap();
         ids.push(issued.upload_id);
     }
-    let mut watch_b = b
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
-    // Let the watch subscribe before the first change is committed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut watch_b = watch(&b, TRACKED).await;
 
     // Every third confirm fails: those events come back after the window, to either replica.
     standin.inject("ConfirmEvents", Fault::Error("InternalError"), 4);

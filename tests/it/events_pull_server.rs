@@ -191,13 +191,7 @@ async fn push_only_reconciles_stuck_uploads_through_its_own_api_section() {
         .await
         .unwrap()
         .upload_id;
-    let mut watch = server
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&server, TRACKED).await;
 
     // Both uploads arrive by PUSH; their procedures' final events never come.
     let (uploaded_file, processing_file) = ("5285890784246860011", "5285890784246860012");
