@@ -5,6 +5,7 @@
 
 mod batch;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::future::Future;

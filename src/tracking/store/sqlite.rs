@@ -12,14 +12,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use super::batch::{self, Incoming};
+use super::rows;
 use super::{
     AppliedEvent, BatchTx, EXPIRE_PER_CALL, EventRow, FileLink, PruneReport, Store, StoredChange,
     decode_upload, encode_upload,
 };
+use crate::tracking::TrackingError;
 use crate::tracking::cursor::PageKey;
 use crate::tracking::model::{NewUpload, Receipt, Upload};
 use crate::tracking::state;
-use crate::tracking::{TrackingError, UploadId};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS uploads (
@@ -228,16 +229,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredChange {
-                    position: r.try_get("position")?,
-                    event_type: r.try_get("event_type")?,
-                    received_at: r.try_get("received_at")?,
-                    upload: decode_upload(r.try_get("snapshot")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::stored_change).collect()
     }
 
     async fn feed_bounds(&self) -> Result<(i64, i64), TrackingError> {
@@ -438,7 +430,7 @@ impl BatchTx for SqliteTx {
             );
             push_list(&mut query, ids);
             for row in query.build().fetch_all(&mut *self.0).await? {
-                found.push(issued_row(&row)?);
+                found.push(rows::issued_upload(&row)?);
             }
         }
         Ok(found)
@@ -530,24 +522,4 @@ fn push_list<'a>(query: &mut QueryBuilder<'a, Sqlite>, values: &'a [String]) {
         list.push_bind(value.as_str());
     }
     query.push(")");
-}
-
-fn issued_row(row: &sqlx::sqlite::SqliteRow) -> Result<(NewUpload, Option<i64>), TrackingError> {
-    let upload_id: String = row.try_get("upload_id")?;
-    let upload_id = UploadId::parse(&upload_id)
-        .map_err(|e| TrackingError::Corrupt(format!("stored upload id: {e}")))?;
-    Ok((
-        NewUpload {
-            upload_id,
-            caller: row.try_get("caller")?,
-            user_id: row.try_get("user_id")?,
-            issued_at: row.try_get("issued_at")?,
-            expires_at: row.try_get("expires_at")?,
-            procedure: row.try_get("procedure")?,
-            source_context: row.try_get("source_context")?,
-            session_context: row.try_get("session_context")?,
-            one_time: row.try_get("one_time")?,
-        },
-        row.try_get("expired_at")?,
-    ))
 }
