@@ -17,21 +17,6 @@ use vod_signer::pull::{BackoffPolicy, Consumer, PullTiming, Reconciler};
 use vod_signer::tracking::{Tracker, UploadId, UploadState, WatchStart};
 use vod_signer::vod_api::ApiClient;
 
-fn fast_timing() -> PullTiming {
-    PullTiming {
-        pull_timeout: Duration::from_secs(2),
-        confirm_timeout: Duration::from_secs(1),
-        confirm_window: Duration::from_millis(1_500),
-        batches_in_flight: 4,
-        backoff: BackoffPolicy {
-            base: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            rate_limited: Duration::from_millis(100),
-            auth_failure: Duration::from_millis(500),
-        },
-    }
-}
-
 /// A stand-in that ends an empty poll after 200 ms and takes confirms within `confirm_window`.
 async fn standin(confirm_window: Duration) -> StandIn {
     StandIn::start(StandInTiming {
@@ -200,10 +185,7 @@ async fn a_receiver_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     let tracker = dir.open().await;
     let log = ChangeLog::start(&tracker).await;
     let second = Running::consume(api.clone(), &tracker, &metrics, timing);
-    eventually(Duration::from_secs(20), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    queue_drained(&standin, Duration::from_secs(20)).await;
     second.stop().await;
 
     let mut confirmed = standin.confirmed();
@@ -282,10 +264,7 @@ async fn two_consumers_share_one_queue_without_duplicate_changes() {
     let api = api_client(&standin.endpoint(), STANDIN_SECRET_KEY);
     let a = Running::consume(api.clone(), &tracker, &metrics, timing);
     let b = Running::consume(api.clone(), &tracker, &metrics, timing);
-    eventually(Duration::from_secs(20), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    queue_drained(&standin, Duration::from_secs(20)).await;
     a.stop().await;
     b.stop().await;
 
@@ -324,10 +303,7 @@ async fn a_failed_or_late_confirm_means_redelivery_then_a_duplicate_not_a_loss()
         &metrics,
         fast_timing(),
     );
-    eventually(Duration::from_secs(20), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    queue_drained(&standin, Duration::from_secs(20)).await;
     running.stop().await;
 
     assert_each_uploaded_once(&tracker, &ids, &log).await;
@@ -368,10 +344,7 @@ async fn a_pull_that_times_out_is_retried() {
         &metrics,
         timing,
     );
-    eventually(Duration::from_secs(10), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    queue_drained(&standin, Duration::from_secs(10)).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the consumer gave up on the hanging poll instead of waiting for it"
@@ -454,10 +427,7 @@ async fn request_limit_exceeded_slows_the_consumer_down() {
         &metrics,
         timing,
     );
-    eventually(Duration::from_secs(10), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    queue_drained(&standin, Duration::from_secs(10)).await;
     running.stop().await;
     let pulls = standin.seen_action("PullEvents");
     let refused: Vec<_> = pulls

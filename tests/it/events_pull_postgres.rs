@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::postgres::PostgresServer;
-use crate::support::pull::eventually;
+use crate::support::pull::queue_drained;
 use crate::support::pull::standin::{Fault, StandIn, StandInTiming};
 use crate::support::receiver::*;
 use sqlx::Row;
@@ -135,10 +135,7 @@ async fn two_replicas_pull_one_queue_into_one_database_without_loss_or_doubles()
             .or_default()
             .push(change.event_type);
     }
-    eventually(Duration::from_secs(20), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    queue_drained(&standin, Duration::from_secs(20)).await;
     // Give a doubled change the time to show before counting.
     let extra = tokio::time::timeout(Duration::from_millis(500), watch_b.message()).await;
     assert!(extra.is_err(), "a change beyond one per upload: {extra:?}");
