@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::postgres::PostgresServer;
-use crate::support::pull::queue_drained;
 use crate::support::pull::standin::{Fault, StandIn, StandInTiming};
+use crate::support::pull::{fast_timing, queue_drained};
 use crate::support::receiver::*;
 use sqlx::Row;
 use vod_signer::proto::v1 as pb;
-use vod_signer::pull::{BackoffPolicy, PullTiming};
+use vod_signer::pull::PullTiming;
 
 /// Distinct events (one NewFileUpload per upload).
 const UPLOADS: usize = 60;
@@ -27,16 +27,8 @@ async fn replica(config: vod_signer::config::Config) -> (TestServer, SocketAddr)
         .events()
         .metrics()
         .pull_timing(PullTiming {
-            pull_timeout: Duration::from_secs(2),
-            confirm_timeout: Duration::from_secs(1),
             confirm_window: Duration::from_millis(50),
-            batches_in_flight: 4,
-            backoff: BackoffPolicy {
-                base: Duration::from_millis(20),
-                max: Duration::from_millis(200),
-                rate_limited: Duration::from_millis(100),
-                auth_failure: Duration::from_millis(500),
-            },
+            ..fast_timing()
         })
         .start()
         .await;
