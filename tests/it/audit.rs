@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use crate::support::ops::*;
 use crate::support::process::{KillOnDrop, connect_when_up, free_port};
 use tonic::Code;
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use vod_signer::proto::v1::upload_signer_client::UploadSignerClient;
 
 const SERVICE: &str = "vod.signer.v1.UploadSigner";
 
@@ -61,6 +63,19 @@ async fn eventually<F: std::future::Future<Output = bool>>(
     }
 }
 
+/// Waits until issuing (for alice) is refused with UNAVAILABLE.
+async fn until_unavailable(client: &UploadSignerClient<Channel>) {
+    eventually("UNAVAILABLE", || {
+        let mut client = client.clone();
+        async move {
+            issue(&mut client, "alice")
+                .await
+                .is_err_and(|s| s.code() == Code::Unavailable)
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn issuance_stops_while_the_audit_output_fails_and_resumes_when_it_recovers() {
     let output = Breakable::default();
@@ -86,15 +101,7 @@ async fn issuance_stops_while_the_audit_output_fails_and_resumes_when_it_recover
     // The output breaks; the next line written finds out.
     output.broken.store(true, Ordering::SeqCst);
     (&writer).write_all(b"audit line\n").unwrap();
-    eventually("UNAVAILABLE", || {
-        let mut client = client.clone();
-        async move {
-            issue(&mut client, "alice")
-                .await
-                .is_err_and(|s| s.code() == Code::Unavailable)
-        }
-    })
-    .await;
+    until_unavailable(&client).await;
     let refused = issue(&mut client, "bob").await.unwrap_err();
     assert!(
         refused.message().contains("audit log"),
@@ -146,18 +153,9 @@ async fn a_real_process_whose_stderr_reader_is_gone_stops_issuing() {
     drop(stderr);
 
     let channel = connect_when_up(port).await;
-    let client =
-        vod_signer::proto::v1::upload_signer_client::UploadSignerClient::new(channel.clone());
+    let client = UploadSignerClient::new(channel.clone());
     // The first issuances' audit lines hit the closed pipe; from then on nothing is issued.
-    eventually("UNAVAILABLE", || {
-        let mut client = client.clone();
-        async move {
-            issue(&mut client, "alice")
-                .await
-                .is_err_and(|s| s.code() == Code::Unavailable)
-        }
-    })
-    .await;
+    until_unavailable(&client).await;
     for _ in 0..5 {
         let mut client = client.clone();
         assert_eq!(
