@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 /// Issue and verify Tencent Cloud VOD client-upload signatures.
 #[derive(Debug, Parser)]
 #[command(name = "vod-signer", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }

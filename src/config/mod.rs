@@ -62,11 +62,11 @@ use crate::vod_api::{ApiCredential, ApiSettings};
 
 /// Where the service listens unless the file says otherwise: loopback only, so a forgotten
 /// configuration line never exposes a signing service to the network.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// How long in-flight calls may take to finish after a shutdown signal.
-pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u32 = 10;
+pub(crate) const DEFAULT_SHUTDOWN_GRACE_SECONDS: u32 = 10;
 /// A larger skew would accept signatures dated well into the future; a day is already lenient.
-pub const MAX_CLOCK_SKEW_SECONDS: u32 = 86_400;
+pub(crate) const MAX_CLOCK_SKEW_SECONDS: u32 = 86_400;
 
 /// A complete, checked configuration: secrets are loaded, tokens hashed.
 #[derive(Debug, Clone)]

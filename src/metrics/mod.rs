@@ -96,7 +96,7 @@ struct ShedLabels {
 
 /// Why the server refused a call to protect the others (`UNAVAILABLE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shed {
+pub(crate) enum Shed {
     /// `[transport] max_concurrent_requests` calls were already in flight.
     InFlight,
     /// The call waited longer than `[transport] max_queue_delay_ms` to be started.
@@ -350,7 +350,7 @@ impl Metrics {
     }
 
     /// A call refused to protect the others; its status is counted by its `CallRecorder`.
-    pub fn call_shed(&self, reason: Shed) {
+    pub(crate) fn call_shed(&self, reason: Shed) {
         self.shed[reason as usize].inc();
     }
 

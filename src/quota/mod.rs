@@ -22,7 +22,7 @@ pub use redis_store::RedisStore;
 use crate::logging::RateLimit;
 
 /// Length of one quota window.
-pub const WINDOW_SECONDS: i64 = 60;
+pub(crate) const WINDOW_SECONDS: i64 = 60;
 
 /// How long a quota check may wait for Redis before it counts as a store failure. Issuance
 /// is a few microseconds of work; an unreachable Redis must not turn it into seconds.
@@ -119,7 +119,7 @@ impl QuotaStore {
 
     /// Leases `size` slots of the `random` space that no other replica gets; returns the
     /// first (see [`RedisStore::lease_slots`]).
-    pub async fn lease_slots(&self, size: u32) -> Result<u32, StoreError> {
+    pub(crate) async fn lease_slots(&self, size: u32) -> Result<u32, StoreError> {
         match self {
             QuotaStore::Memory(_) => Err(StoreError::NotShared),
             QuotaStore::Redis(store) => store.lease_slots(size).await,

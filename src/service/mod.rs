@@ -77,7 +77,7 @@ pub trait IssueHook: std::fmt::Debug + Send + Sync {
 /// What a call needs to know, swapped as a whole if the configuration is reloaded, so a call
 /// never sees the keys of one configuration with the callers of another.
 #[derive(Debug)]
-pub struct ConfigSnapshot {
+pub(crate) struct ConfigSnapshot {
     pub keys: KeyRing,
     pub callers: Callers,
     pub verify_options: VerifyOptions,
@@ -97,7 +97,7 @@ impl ConfigSnapshot {
 
 /// The `UploadSigner` implementation.
 #[derive(Debug)]
-pub struct SignerService {
+pub(crate) struct SignerService {
     shared: Arc<ArcSwap<ConfigSnapshot>>,
     // One slot source for the whole process: one-time signatures must never repeat `random`.
     random_slots: RandomSlots,
