@@ -34,8 +34,9 @@
 #                   at most 64 per connection), lets the others wait up to 20 ms
 #                   (max_queue_delay_ms) for a place and refuses them with UNAVAILABLE after.
 #   batch           IssueSignatureBatch (count=100) against the signer once, in signatures/s
-#   infra           benches/infra.rs: our histogram, caller cache and log writer against
-#                   prometheus-client and tracing-appender, in process ($INFRA_ROUNDS rounds)
+#   infra           benches/infra.rs: our log writer against tracing-appender, and the
+#                   prometheus-client histogram and per-caller counters against their floors,
+#                   in process ($INFRA_ROUNDS rounds)
 # Memory: VmRSS before any load ("idle"), the highest VmRSS sampled during each overload
 # phase, and VmHWM at the end, from /proc/PID/status.
 #

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use vod_signer_client::{SignatureContents, Verification, unix_seconds};
 
-use super::issue::{CALL_FAILED, ClientArgs, fail_call, runtime};
+use super::issue::{CALL_FAILED, ClientArgs, fail_call};
 use super::{exit, fail_usage};
 
 #[derive(Debug, Args)]
@@ -80,20 +80,12 @@ fn signature(args: &CheckArgs) -> Result<String, String> {
     Ok(text.trim().to_owned())
 }
 
-pub fn run(args: CheckArgs) -> i32 {
+pub(super) fn run(args: CheckArgs) -> i32 {
     let signature = match signature(&args) {
         Ok(s) => s,
         Err(e) => return fail_usage(e),
     };
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(e) => return fail_usage(e),
-    };
-    runtime.block_on(async {
-        let client = match args.client.client() {
-            Ok(c) => c,
-            Err(e) => return fail_usage(e),
-        };
+    args.client.run(async move |client| {
         let (verdict, code) = match client.verify(&signature).await {
             Ok(Verification::Valid(contents)) => (
                 json!({"valid": true, "failure": null, "detail": null,

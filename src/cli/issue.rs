@@ -21,7 +21,7 @@ use vod_signer_client::{
 use super::{exit, fail_usage};
 
 /// Exit code when the call could not complete (no answer, not a refusal).
-pub const CALL_FAILED: i32 = 3;
+pub(super) const CALL_FAILED: i32 = 3;
 
 /// How to reach the service; shared by `issue` and `check`.
 #[derive(Debug, Args)]
@@ -49,6 +49,21 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// Runs `call` with the client these flags describe, on a runtime of its own; a runtime
+    /// or a client that cannot be made is a usage error.
+    pub(super) fn run(&self, call: impl AsyncFnOnce(SignerClient) -> i32) -> i32 {
+        let runtime = match runtime() {
+            Ok(r) => r,
+            Err(e) => return fail_usage(e),
+        };
+        runtime.block_on(async {
+            match self.client() {
+                Ok(client) => call(client).await,
+                Err(e) => fail_usage(e),
+            }
+        })
+    }
+
     /// The client these flags describe. Must run inside a Tokio runtime.
     pub fn client(&self) -> Result<SignerClient, String> {
         let var = &self.token_env;
@@ -178,7 +193,7 @@ impl IssueArgs {
 }
 
 /// A one-thread runtime: the CLI makes one call at a time.
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -199,16 +214,8 @@ pub(super) fn fail_call(error: &Error, refused: i32) -> i32 {
     }
 }
 
-pub fn run(args: IssueArgs) -> i32 {
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(e) => return fail_usage(e),
-    };
-    runtime.block_on(async {
-        let client = match args.client.client() {
-            Ok(c) => c,
-            Err(e) => return fail_usage(e),
-        };
+pub(super) fn run(args: IssueArgs) -> i32 {
+    args.client.run(async |client| {
         match client.issue(args.request()).await {
             Ok(issued) => {
                 // On stderr, so stdout stays the signature (or the app's body) alone.

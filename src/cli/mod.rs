@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 /// Issue and verify Tencent Cloud VOD client-upload signatures.
 #[derive(Debug, Parser)]
 #[command(name = "vod-signer", version, about, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,10 +39,10 @@ pub enum Command {
 }
 
 /// Exit codes shared by every subcommand.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const NEGATIVE: i32 = 1;
-    pub const USAGE: i32 = 2;
+pub(crate) mod exit {
+    pub(crate) const OK: i32 = 0;
+    pub(crate) const NEGATIVE: i32 = 1;
+    pub(crate) const USAGE: i32 = 2;
 }
 
 /// Runs the command line and returns the process exit code.

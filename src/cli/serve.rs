@@ -53,7 +53,7 @@ pub enum LogFormat {
 /// Exit code when the server fails after it started (setup problems exit with 2).
 const SERVER_FAILED: i32 = 1;
 
-pub fn run(args: ServeArgs) -> i32 {
+pub(super) fn run(args: ServeArgs) -> i32 {
     // Held until `run` returns: dropping it writes out the log lines still buffered.
     let _log_flush = match init_logging(args.log_format) {
         Ok(guard) => guard,

@@ -11,7 +11,7 @@ use crate::signature::{
 
 /// Validity when `--validity` is not given: one day, as in Tencent's samples. Uploaders fetch a
 /// new signature for every step, so shorter is fine where the clock is trustworthy.
-pub const DEFAULT_VALIDITY_SECS: u64 = 86_400;
+pub(super) const DEFAULT_VALIDITY_SECS: u64 = 86_400;
 
 #[derive(Debug, Args)]
 pub struct SignArgs {
@@ -101,7 +101,7 @@ impl SignArgs {
     }
 }
 
-pub fn run(args: SignArgs) -> i32 {
+pub(super) fn run(args: SignArgs) -> i32 {
     let request = match args.request() {
         Ok(r) => r,
         Err(e) => return fail_usage(e),

@@ -9,8 +9,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use vod_signer_client::{Error, Upload, UploadChange, WatchFrom, unix_seconds};
 
-use super::issue::{CALL_FAILED, ClientArgs, fail_call, runtime};
-use super::{exit, fail_usage};
+use super::exit;
+use super::issue::{CALL_FAILED, ClientArgs, fail_call};
 
 #[derive(Debug, Args)]
 pub struct UploadsArgs {
@@ -68,69 +68,59 @@ fn fail(error: &Error) -> i32 {
     }
 }
 
-pub fn run(args: UploadsArgs) -> i32 {
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(e) => return fail_usage(e),
-    };
-    runtime.block_on(async {
-        let client = match args.client.client() {
-            Ok(c) => c,
-            Err(e) => return fail_usage(e),
-        };
-        match args.command {
-            UploadsCommand::Get { upload_id } => match client.get_upload(&upload_id).await {
-                Ok(upload) => {
-                    println!("{}", upload_json(&upload));
-                    exit::OK
-                }
-                Err(e) => fail(&e),
-            },
-            UploadsCommand::List {
-                user,
-                page_size,
-                limit,
-            } => {
-                let mut printed = 0;
-                let mut token: Option<String> = None;
-                loop {
-                    let page = match client
-                        .list_uploads(&user, page_size, token.as_deref())
-                        .await
-                    {
-                        Ok(page) => page,
-                        Err(e) => return fail(&e),
-                    };
-                    for upload in &page.uploads {
-                        if limit.is_some_and(|l| printed >= l) {
-                            return exit::OK;
-                        }
-                        println!("{}", upload_json(upload));
-                        printed += 1;
-                    }
-                    match page.next_page_token {
-                        Some(next) => token = Some(next),
-                        None => return exit::OK,
-                    }
-                }
-            }
-            UploadsCommand::Watch { after, user, count } => {
-                let from = after.map_or(WatchFrom::Now, WatchFrom::After);
-                let changes = client.watch_uploads(from, user);
-                let mut changes = std::pin::pin!(changes);
-                let mut seen = 0;
-                while count.is_none_or(|c| seen < c) {
-                    match changes.next().await {
-                        Some(Ok(change)) => {
-                            println!("{}", change_json(&change));
-                            seen += 1;
-                        }
-                        Some(Err(e)) => return fail(&e),
-                        None => return CALL_FAILED,
-                    }
-                }
+pub(super) fn run(args: UploadsArgs) -> i32 {
+    args.client.run(async move |client| match args.command {
+        UploadsCommand::Get { upload_id } => match client.get_upload(&upload_id).await {
+            Ok(upload) => {
+                println!("{}", upload_json(&upload));
                 exit::OK
             }
+            Err(e) => fail(&e),
+        },
+        UploadsCommand::List {
+            user,
+            page_size,
+            limit,
+        } => {
+            let mut printed = 0;
+            let mut token: Option<String> = None;
+            loop {
+                let page = match client
+                    .list_uploads(&user, page_size, token.as_deref())
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => return fail(&e),
+                };
+                for upload in &page.uploads {
+                    if limit.is_some_and(|l| printed >= l) {
+                        return exit::OK;
+                    }
+                    println!("{}", upload_json(upload));
+                    printed += 1;
+                }
+                match page.next_page_token {
+                    Some(next) => token = Some(next),
+                    None => return exit::OK,
+                }
+            }
+        }
+        UploadsCommand::Watch { after, user, count } => {
+            let from = after.map_or(WatchFrom::Now, WatchFrom::After);
+            let changes = client.watch_uploads(from, user);
+            let mut changes = std::pin::pin!(changes);
+            let mut seen = 0;
+            while count.is_none_or(|c| seen < c) {
+                match changes.next().await {
+                    Some(Ok(change)) => {
+                        println!("{}", change_json(&change));
+                        seen += 1;
+                    }
+                    Some(Err(e)) => return fail(&e),
+                    None => return CALL_FAILED,
+                }
+            }
+            exit::OK
         }
     })
 }

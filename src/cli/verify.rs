@@ -22,7 +22,7 @@ pub struct VerifyArgs {
 }
 
 /// Every decoded parameter under its wire name; integers as JSON numbers.
-pub fn params_json(p: &SignedParams) -> Map<String, Value> {
+pub(super) fn params_json(p: &SignedParams) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("secretId".into(), p.secret_id.as_str().into());
     m.insert("currentTimeStamp".into(), p.current_time_stamp.into());
@@ -64,7 +64,7 @@ pub fn params_json(p: &SignedParams) -> Map<String, Value> {
 
 /// The signed parameters none of the documented ones, by name (repeats joined with `,`, as
 /// the service's `extra_params`).
-pub fn extra_json(p: &SignedParams) -> Map<String, Value> {
+pub(super) fn extra_json(p: &SignedParams) -> Map<String, Value> {
     let mut m = Map::new();
     for (name, value) in &p.extra {
         match m.get_mut(name) {
@@ -80,7 +80,7 @@ pub fn extra_json(p: &SignedParams) -> Map<String, Value> {
     m
 }
 
-pub fn run(args: VerifyArgs) -> i32 {
+pub(super) fn run(args: VerifyArgs) -> i32 {
     let key = match args.key.signing_key() {
         Ok(k) => k,
         Err(e) => return fail_usage(e),

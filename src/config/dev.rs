@@ -14,19 +14,19 @@ pub const DEV_SECRET_ID: &str = "AKIDdevelopmentONLYvodSignerNotReal";
 /// The development SecretKey: published, never a real key.
 pub const DEV_SECRET_KEY: &str = "development-only-published-not-a-secret";
 /// The development caller.
-pub const DEV_CALLER: &str = "dev";
+pub(crate) const DEV_CALLER: &str = "dev";
 /// The development caller's bearer token: published, printed at start-up.
 pub const DEV_TOKEN: &str = "dev-token-published-not-a-secret";
 /// Where the development event receiver listens (loopback only).
-pub const DEV_EVENTS_LISTEN: &str = "127.0.0.1:8080";
+pub(super) const DEV_EVENTS_LISTEN: &str = "127.0.0.1:8080";
 /// The development receiver's path token: published, printed at start-up.
-pub const DEV_PATH_TOKEN: &str = "dev-path-token-published-not-a-secret";
+pub(crate) const DEV_PATH_TOKEN: &str = "dev-path-token-published-not-a-secret";
 /// The development SignKey: published, printed at start-up.
-pub const DEV_SIGN_KEY: &str = "devSignKeyPublishedNotSecret";
+pub(crate) const DEV_SIGN_KEY: &str = "devSignKeyPublishedNotSecret";
 
 /// The development store: a fresh SQLite file per process in the temporary directory, which
 /// `serve --dev` deletes when it stops.
-pub fn dev_store_path() -> std::path::PathBuf {
+pub(super) fn dev_store_path() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("vod-signer-dev-{}.sqlite", std::process::id()))
 }
 

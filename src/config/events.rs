@@ -21,9 +21,9 @@ use crate::events::SignKey;
 
 /// Shortest path token accepted: 16 characters of the URL-safe alphabet carry over 90 bits, so
 /// the URL cannot be guessed even without a SignKey.
-pub const MIN_PATH_TOKEN_CHARS: usize = 16;
+pub(super) const MIN_PATH_TOKEN_CHARS: usize = 16;
 /// Longest path token accepted; URLs beyond this start meeting proxy limits.
-pub const MAX_PATH_TOKEN_CHARS: usize = 128;
+pub(super) const MAX_PATH_TOKEN_CHARS: usize = 128;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -42,22 +42,16 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroize;
 
-pub use dev::{
-    DEV_CALLER, DEV_EVENTS_LISTEN, DEV_PATH_TOKEN, DEV_SECRET_ID, DEV_SECRET_KEY, DEV_SIGN_KEY,
-    DEV_TOKEN, dev_store_path,
-};
-pub use error::ConfigError;
-pub use events::{EventsSettings, MAX_PATH_TOKEN_CHARS, MIN_PATH_TOKEN_CHARS, PathToken};
-pub use pull::PullSettings;
-pub use quota::{QuotaSettings, RedisUrl};
-pub use secret_source::SecretKeySource;
-pub use tls::TlsSettings;
-pub use tracking::{
-    DEFAULT_RECONCILE_AFTER_SECONDS, DEFAULT_RETENTION_DAYS, PostgresUrl, StoreLocation,
-    StoreLocationError, TrackingSettings,
-};
-pub use tracking_toml::MAX_RETENTION_DAYS;
-pub use transport::{DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES, TransportSettings};
+pub(crate) use dev::{DEV_CALLER, DEV_PATH_TOKEN, DEV_SIGN_KEY};
+pub use dev::{DEV_SECRET_ID, DEV_SECRET_KEY, DEV_TOKEN};
+pub(crate) use error::ConfigError;
+pub(crate) use events::{EventsSettings, PathToken};
+pub(crate) use pull::PullSettings;
+pub(crate) use quota::QuotaSettings;
+pub(crate) use secret_source::SecretKeySource;
+pub(crate) use tls::TlsSettings;
+pub use tracking::{PostgresUrl, StoreLocation, TrackingSettings};
+pub(crate) use transport::TransportSettings;
 
 use crate::policy::{Caller, Callers, CallersError, DEFAULT_VALIDITY_SECONDS, Policy, TokenHash};
 use crate::signature::{
@@ -68,11 +62,11 @@ use crate::vod_api::{ApiCredential, ApiSettings};
 
 /// Where the service listens unless the file says otherwise: loopback only, so a forgotten
 /// configuration line never exposes a signing service to the network.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// How long in-flight calls may take to finish after a shutdown signal.
-pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u32 = 10;
+pub(crate) const DEFAULT_SHUTDOWN_GRACE_SECONDS: u32 = 10;
 /// A larger skew would accept signatures dated well into the future; a day is already lenient.
-pub const MAX_CLOCK_SKEW_SECONDS: u32 = 86_400;
+pub(crate) const MAX_CLOCK_SKEW_SECONDS: u32 = 86_400;
 
 /// A complete, checked configuration: secrets are loaded, tokens hashed.
 #[derive(Debug, Clone)]
@@ -259,7 +253,7 @@ impl Config {
 
     /// The built-in development configuration used by `vod-signer serve --dev`: one published
     /// key ([`DEV_SECRET_ID`], which VOD does not know, so its signatures are useless for real
-    /// uploads) and one caller [`DEV_CALLER`] with the published token [`DEV_TOKEN`]. Neither
+    /// uploads) and one caller `DEV_CALLER` with the published token [`DEV_TOKEN`]. Neither
     /// value is secret; never use this configuration for anything but trying the service out.
     pub fn development() -> Config {
         dev::config()

@@ -1,5 +1,6 @@
 use std::io::Write;
 
+use super::tracking::DEFAULT_RETENTION_DAYS;
 use super::*;
 
 const TOKEN_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";

@@ -10,9 +10,9 @@ use std::time::Duration;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// `retention_days` when the file names none.
-pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+pub(super) const DEFAULT_RETENTION_DAYS: u32 = 30;
 /// `reconcile_after_seconds` when the file names none (issue 13's reconciliation).
-pub const DEFAULT_RECONCILE_AFTER_SECONDS: u32 = 900;
+pub(super) const DEFAULT_RECONCILE_AFTER_SECONDS: u32 = 900;
 
 /// The checked `[tracking]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]

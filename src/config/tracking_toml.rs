@@ -21,7 +21,7 @@ use super::ConfigError;
 use super::tracking::{StoreLocation, TrackingSettings};
 
 /// Longest `retention_days`: ten years is already more than any event is worth keeping.
-pub const MAX_RETENTION_DAYS: u32 = 3650;
+pub(super) const MAX_RETENTION_DAYS: u32 = 3650;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

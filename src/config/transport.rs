@@ -23,13 +23,13 @@ use super::ConfigError;
 
 /// Default and ceiling of `call_timeout_seconds`: every call is microseconds of work, so one
 /// still running after this is stuck; a larger ceiling would only keep stuck calls around.
-pub const DEFAULT_CALL_TIMEOUT_SECONDS: u32 = 30;
-pub const MAX_CALL_TIMEOUT_SECONDS: u32 = 300;
+pub(super) const DEFAULT_CALL_TIMEOUT_SECONDS: u32 = 30;
+pub(super) const MAX_CALL_TIMEOUT_SECONDS: u32 = 300;
 /// Default and ceiling of `max_request_bytes`. The largest legitimate request (every text
 /// field at its limit, in 4-byte characters) is under 8 KiB; a signature to verify is at most
 /// 32 KiB.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
-pub const MAX_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+pub(super) const MAX_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 const DEFAULT_KEEPALIVE_INTERVAL_SECONDS: u32 = 30;
 /// Default of `max_concurrent_requests`: calls accepted and not yet answered, queued or
 /// running. A call is tens of microseconds of CPU, so 256 calls are a few milliseconds of work
@@ -37,41 +37,41 @@ const DEFAULT_KEEPALIVE_INTERVAL_SECONDS: u32 = 30;
 /// arrived on one connection run in a batch). Under heavy closed-loop load this bound served
 /// more calls per second, with a shorter tail, than no bound (BENCHMARKS.md, "Measurements
 /// behind design choices"). Clients retry UNAVAILABLE with backoff.
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 256;
+pub(super) const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 256;
 /// Default of `max_concurrent_streams` (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection).
 /// 0 in the file advertises no limit, and one client could then open any number of streams.
 /// Equal to the default share of one connection (`max_concurrent_requests_per_connection`):
 /// a client that wants more waits in its own HTTP/2 stack (backpressure) instead of being
 /// refused, and a refusal costs both sides the work of a call that is not served.
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 64;
+pub(super) const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 64;
 /// Default of `max_concurrent_requests_per_connection`: a quarter of the default
 /// `max_concurrent_requests`, so no single connection can take every place; capped at
 /// `max_concurrent_requests` when that is set lower.
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION: u32 = 64;
+pub(super) const DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION: u32 = 64;
 /// Default and ceiling of `handshake_timeout_seconds`: from accept to the end of the TLS
 /// handshake (if any) and the client's HTTP/2 preface. A real client does both in a few round
 /// trips; a socket that stays silent only holds a file descriptor and memory.
-pub const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u32 = 5;
-pub const MAX_HANDSHAKE_TIMEOUT_SECONDS: u32 = 60;
+pub(super) const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u32 = 5;
+pub(super) const MAX_HANDSHAKE_TIMEOUT_SECONDS: u32 = 60;
 /// Default and ceiling of `request_body_timeout_ms`: how long after its headers a call's
 /// request message may take to arrive. Callers send the message with the headers; a stream
 /// whose message does not come holds a place among the calls in flight for nothing.
-pub const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u32 = 5_000;
-pub const MAX_REQUEST_BODY_TIMEOUT_MS: u32 = 60_000;
+pub(super) const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u32 = 5_000;
+pub(super) const MAX_REQUEST_BODY_TIMEOUT_MS: u32 = 60_000;
 /// Default of `max_connections`: open client connections (including those still in their
 /// handshake). Each costs a file descriptor and some memory; the process's descriptor limit
 /// must be above it.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+pub(super) const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 /// Default of `max_health_watches`: health `Watch` streams stay open until the client goes
 /// away, so they are bounded on their own; a probe can always use `Check`.
-pub const DEFAULT_MAX_HEALTH_WATCHES: u32 = 64;
+pub(super) const DEFAULT_MAX_HEALTH_WATCHES: u32 = 64;
 /// Default of `max_queue_delay_ms`: how long an accepted `UploadSigner` call may wait for a
 /// worker thread before it is refused instead of started. A call is microseconds of work, so
 /// a wait this long means the server is past saturation; the answer would come late for
 /// every call behind it too.
-pub const DEFAULT_MAX_QUEUE_DELAY_MS: u32 = 20;
+pub(super) const DEFAULT_MAX_QUEUE_DELAY_MS: u32 = 20;
 /// Upper end of `max_queue_delay_ms`: beyond this the bound would not bound anything.
-pub const MAX_MAX_QUEUE_DELAY_MS: u32 = 60_000;
+pub(super) const MAX_MAX_QUEUE_DELAY_MS: u32 = 60_000;
 const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u32 = 10;
 
 #[derive(Deserialize)]

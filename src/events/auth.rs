@@ -8,10 +8,10 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// A `T` that passed this long ago is still accepted: the clocks of VOD and of this host differ.
-pub const T_SKEW_SECONDS: i64 = 60;
+pub(super) const T_SKEW_SECONDS: i64 = 60;
 /// VOD sets `T` ten minutes ahead by default; a `T` further ahead than this is refused, so a
 /// leaked pair cannot stay valid for long.
-pub const MAX_T_AHEAD_SECONDS: i64 = 15 * 60;
+pub(super) const MAX_T_AHEAD_SECONDS: i64 = 15 * 60;
 
 const MAX_SIGN_KEY_CHARS: usize = 32;
 

@@ -9,12 +9,8 @@ mod dedupe;
 mod locate;
 mod notification;
 
-pub use auth::{
-    CallbackAuthError, MAX_T_AHEAD_SECONDS, SignKey, SignKeyError, T_SKEW_SECONDS, verify_sign,
-};
+pub use auth::{CallbackAuthError, SignKey, verify_sign};
 pub use dedupe::dedupe_key;
-pub use locate::{SignLocation, SignedPair, locate_sign};
-pub use notification::{
-    EventParseError, FileUpload, Notification, ProcedureChange, ProcedureStatus, Subtask,
-    SubtaskStatus, parse, parse_keyed,
-};
+pub use locate::{SignLocation, locate_sign};
+pub use notification::{EventParseError, Notification, ProcedureStatus, SubtaskStatus, parse};
+pub(crate) use notification::{FileUpload, ProcedureChange, parse_keyed};

@@ -134,7 +134,7 @@ pub fn parse(raw: &[u8]) -> Result<Notification, EventParseError> {
 }
 
 /// [`parse`] and [`super::dedupe_key`] of one body, reading the JSON once.
-pub fn parse_keyed(raw: &[u8]) -> Result<(Notification, String), EventParseError> {
+pub(crate) fn parse_keyed(raw: &[u8]) -> Result<(Notification, String), EventParseError> {
     let body = object_of(raw)?;
     let notification = parse_object(&body)?;
     Ok((notification, super::dedupe::key_of(body)))

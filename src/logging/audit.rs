@@ -21,16 +21,16 @@ use super::Format;
 use super::is_deceptive;
 
 /// The target of audit events; only they reach this layer.
-pub const TARGET: &str = "audit";
+pub(crate) const TARGET: &str = "audit";
 
 /// Writes `audit` events to `writer`, one line each, in `format`.
-pub struct AuditLayer<W> {
+pub(crate) struct AuditLayer<W> {
     writer: W,
     format: Format,
 }
 
 impl<W> AuditLayer<W> {
-    pub fn new(writer: W, format: Format) -> Self {
+    pub(crate) fn new(writer: W, format: Format) -> Self {
         AuditLayer { writer, format }
     }
 }

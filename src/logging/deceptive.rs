@@ -5,7 +5,7 @@
 
 /// True for a line/paragraph separator or an invisible format character (`Cf`: bidi
 /// controls, zero-width characters, the soft hyphen, tag characters, ...).
-pub fn is_deceptive(c: char) -> bool {
+pub(crate) fn is_deceptive(c: char) -> bool {
     matches!(
         c as u32,
         0x2028 | 0x2029 // Zl, Zp

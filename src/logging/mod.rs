@@ -6,10 +6,11 @@ mod deceptive;
 mod rate_limit;
 mod writer;
 
-pub use audit::{AuditLayer, TARGET as AUDIT_TARGET};
-pub use deceptive::is_deceptive;
-pub use rate_limit::RateLimit;
-pub use writer::{DEFAULT_HIGH_WATER, FlushGuard, LogWriter, SinkHealth, spawn as spawn_writer};
+pub(crate) use audit::{AuditLayer, TARGET as AUDIT_TARGET};
+pub(crate) use deceptive::is_deceptive;
+pub(crate) use rate_limit::RateLimit;
+pub(crate) use writer::FlushGuard;
+pub use writer::{DEFAULT_HIGH_WATER, SinkHealth, spawn as spawn_writer};
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -27,13 +28,13 @@ static INSTALLED_SINK: OnceLock<SinkHealth> = OnceLock::new();
 /// The health of the log output installed by [`init`] (stderr), or `None` if logging was set
 /// up some other way (tests). The server stops issuing while it is broken: audit lines are
 /// written there.
-pub fn installed_sink() -> Option<SinkHealth> {
+pub(crate) fn installed_sink() -> Option<SinkHealth> {
     INSTALLED_SINK.get().cloned()
 }
 
 /// The shape of log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Human-readable lines.
     Plain,
     /// One JSON object per line, for log collectors.
@@ -56,7 +57,7 @@ fn env_filter(warn: bool) -> EnvFilter {
 /// Installs the global subscriber: lines in `format` on stderr, filtered by `RUST_LOG`.
 /// Keep the returned guard while the server runs; dropping it writes out the lines still
 /// buffered. Fails only if the writer thread cannot be started.
-pub fn init(format: Format) -> std::io::Result<FlushGuard> {
+pub(crate) fn init(format: Format) -> std::io::Result<FlushGuard> {
     let (writer, guard) = writer::spawn(std::io::stderr(), writer::DEFAULT_HIGH_WATER)?;
     let _ = INSTALLED_SINK.set(guard.health());
     let is_audit = |meta: &tracing::Metadata<'_>| meta.target() == AUDIT_TARGET;

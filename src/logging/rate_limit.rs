@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// Decides when a line is due, and counts the occurrences not logged in between.
 #[derive(Debug)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     interval: Duration,
     started: Instant,
     /// Milliseconds after `started` of the last line; 0 before the first.
@@ -16,7 +16,7 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    pub fn new(interval: Duration) -> Self {
+    pub(crate) fn new(interval: Duration) -> Self {
         RateLimit {
             interval,
             started: Instant::now(),
@@ -27,7 +27,7 @@ impl RateLimit {
 
     /// `Some(n)` when this occurrence should be logged, `n` being how many went unlogged
     /// since the last line; `None` (and counted) otherwise.
-    pub fn due(&self) -> Option<u64> {
+    pub(crate) fn due(&self) -> Option<u64> {
         let now_ms = self.started.elapsed().as_millis() as u64;
         let last = self.last_ms.load(Ordering::Relaxed);
         let due = last == 0 || now_ms.saturating_sub(last) >= self.interval.as_millis() as u64;
@@ -44,7 +44,8 @@ impl RateLimit {
     }
 
     /// Occurrences not logged since the last line.
-    pub fn unlogged(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn unlogged(&self) -> u64 {
         self.unlogged.load(Ordering::Relaxed)
     }
 }

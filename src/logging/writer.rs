@@ -28,13 +28,13 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// How long the thread lets lines gather after the first one, so that a busy server makes one
 /// write per millisecond rather than one per line.
-pub const GATHER: Duration = Duration::from_millis(1);
+pub(super) const GATHER: Duration = Duration::from_millis(1);
 
 /// Buffered bytes beyond which writers wait for the thread (about 20,000 audit lines).
 pub const DEFAULT_HIGH_WATER: usize = 4 << 20;
 
 /// How long the thread waits before writing a failed batch again.
-pub const RETRY: Duration = Duration::from_millis(200);
+pub(super) const RETRY: Duration = Duration::from_millis(200);
 
 /// Whether the log output currently takes writes, and how often it did not. Cheap to clone;
 /// every clone sees the same sink.

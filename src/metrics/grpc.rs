@@ -89,7 +89,7 @@ fn status_in(headers: &HeaderMap) -> Option<usize> {
 /// HTTP/2 hands it a stream, so calls refused before reaching a service (load shedding,
 /// deadlines, unknown methods) are counted too. Recorded exactly once; dropped unfinished (the
 /// client went away) it counts as `CANCELLED`.
-pub struct CallRecorder {
+pub(crate) struct CallRecorder {
     metrics: Arc<Metrics>,
     method: usize,
     started: Instant,
@@ -97,7 +97,7 @@ pub struct CallRecorder {
 }
 
 impl CallRecorder {
-    pub fn new(metrics: Arc<Metrics>, path: &str, started: Instant) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>, path: &str, started: Instant) -> Self {
         CallRecorder {
             metrics,
             method: method_index(path),
@@ -107,14 +107,14 @@ impl CallRecorder {
     }
 
     /// The call ended with `code` without a response from a service.
-    pub fn finish(mut self, code: tonic::Code) {
+    pub(crate) fn finish(mut self, code: tonic::Code) {
         self.record(code as usize);
     }
 
     /// The service answered: the status is in `response`'s headers (trailers-only) or will be
     /// in the trailers at the end of its body, which is watched for them. The body is wrapped
     /// in place, not boxed again.
-    pub fn watch(mut self, response: Response<Body>) -> Response<MeteredBody> {
+    pub(crate) fn watch(mut self, response: Response<Body>) -> Response<MeteredBody> {
         if let Some(code) = status_in(response.headers()) {
             self.record(code);
             return response.map(MeteredBody::unwatched);
@@ -132,7 +132,7 @@ impl CallRecorder {
         self.metrics.request_counter(self.method, code).inc();
         self.metrics
             .duration_histogram(self.method)
-            .observe(self.started.elapsed());
+            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -144,14 +144,14 @@ impl Drop for CallRecorder {
 
 /// A response body, watched for the trailers that carry the status (when they are still to
 /// come).
-pub struct MeteredBody {
+pub(crate) struct MeteredBody {
     inner: Body,
     call: Option<CallRecorder>,
 }
 
 impl MeteredBody {
     /// A body whose call has been recorded already.
-    pub fn unwatched(inner: Body) -> Self {
+    pub(crate) fn unwatched(inner: Body) -> Self {
         MeteredBody { inner, call: None }
     }
 }

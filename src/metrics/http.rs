@@ -18,10 +18,10 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 
 #[derive(Debug, thiserror::Error)]
 #[error("the metrics endpoint failed: {0}")]
-pub struct MetricsServerError(#[source] std::io::Error);
+pub(crate) struct MetricsServerError(#[source] std::io::Error);
 
 /// Serves `GET /metrics` on `listener` until `shutdown` completes. Any other path is 404.
-pub async fn serve_metrics(
+pub(crate) async fn serve_metrics(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -15,37 +15,34 @@
 //! | `vod_signer_log_write_failures_total` | |
 //! | `vod_signer_log_lines_dropped_total` | |
 //! | `vod_signer_connections_closed_total` | `reason` (`max_connections`, `handshake_timeout`) |
-//! | PULL consumer and reconciliation | see [`PullMetrics`] |
+//! | PULL consumer and reconciliation | see `PullMetrics` |
 //! | `vod_signer_events_received_total` | `event_type` (`NewFileUpload`, `ProcedureStateChanged`, `legacy`, `other`, `none`), `outcome` |
 //!
-//! The hot path touches atomics only: label sets are fixed enums resolved once into counter
-//! handles (gRPC method × code, verification outcome), and per-caller counters are cached
-//! by name, so a call neither allocates nor takes a write lock to count itself.
+//! Label sets that are fixed enums are resolved once into handles (gRPC method × code and
+//! method durations on first use, verification outcomes up front). Per-caller counters are
+//! found through the family by a label holding the caller's name as the configuration's own
+//! `Arc<str>`, so counting a call never allocates; cardinality is bounded by the callers
+//! configured.
 
 mod grpc;
-// Crate-visible so that `testing` can hand `LatencyHistogram` to `benches/infra.rs`.
-pub(crate) mod histogram;
 mod http;
 mod pull;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::exponential_buckets;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-pub use grpc::{CallRecorder, MeteredBody};
-pub use http::{MetricsServerError, serve_metrics};
-pub use pull::PullMetrics;
+pub(crate) use grpc::{CallRecorder, MeteredBody};
+pub(crate) use http::serve_metrics;
+pub(crate) use pull::PullMetrics;
 
 use crate::logging::SinkHealth;
 use crate::signature::VerifyFailure;
-use histogram::LatencyHistogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GrpcLabels {
@@ -99,7 +96,7 @@ struct ShedLabels {
 
 /// Why the server refused a call to protect the others (`UNAVAILABLE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shed {
+pub(crate) enum Shed {
     /// `[transport] max_concurrent_requests` calls were already in flight.
     InFlight,
     /// The call waited longer than `[transport] max_queue_delay_ms` to be started.
@@ -117,57 +114,22 @@ impl Shed {
     }
 }
 
-/// A counter per caller, registered on first use and then found by name without allocating
-/// or locking: the name-to-counter map is an immutable snapshot read through `ArcSwap`, and
-/// replaced (copied with one more entry) only when a caller counts for the first time.
-/// Callers come from the configuration, so the label's cardinality is bounded by it.
-struct CallerCounters {
-    family: Family<CallerLabels, Counter>,
-    cache: ArcSwap<HashMap<Box<str>, Counter>>,
-}
-
-impl CallerCounters {
-    fn new() -> Self {
-        CallerCounters {
-            family: Family::default(),
-            cache: ArcSwap::from_pointee(HashMap::new()),
-        }
-    }
-
-    fn inc_by(&self, caller: &str, n: u64) {
-        if let Some(counter) = self.cache.load().get(caller) {
-            counter.inc_by(n);
-            return;
-        }
-        let counter = self.family.get_or_create_owned(&CallerLabels {
-            caller: Arc::from(caller),
-        });
-        counter.inc_by(n);
-        // Two first uses at once both insert the same family counter: harmless.
-        self.cache.rcu(|cache| {
-            let mut cache = HashMap::clone(cache);
-            cache.insert(caller.into(), counter.clone());
-            cache
-        });
-    }
-}
-
-fn latency_histogram() -> LatencyHistogram {
+fn latency_histogram() -> Histogram {
     // 50 µs to about 1.2 s: a call is microseconds of work, the tail is the network and
     // queueing, and anything above a second is an incident whatever its exact value.
-    LatencyHistogram::new(exponential_buckets(0.000_05, 2.5, 12))
+    Histogram::new(exponential_buckets(0.000_05, 2.5, 12))
 }
 
-/// Every metric of one server. Cheap to share (`Arc<Metrics>`); counting never blocks.
+/// Every metric of one server. Cheap to share (`Arc<Metrics>`).
 pub struct Metrics {
     registry: Registry,
     requests: Family<GrpcLabels, Counter>,
     request_handles: [[OnceLock<Counter>; grpc::CODES]; grpc::METHODS],
-    durations: Family<MethodLabels, LatencyHistogram, fn() -> LatencyHistogram>,
-    duration_handles: [OnceLock<LatencyHistogram>; grpc::METHODS],
-    issued: CallerCounters,
+    durations: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    duration_handles: [OnceLock<Histogram>; grpc::METHODS],
+    issued: Family<CallerLabels, Counter>,
     verifications: [Counter; 1 + VerifyFailure::ALL.len()],
-    quota_rejections: CallerCounters,
+    quota_rejections: Family<CallerLabels, Counter>,
     quota_store_errors: Family<StoreErrorLabels, Counter>,
     reloads_ok: Counter,
     reloads_failed: Counter,
@@ -200,7 +162,7 @@ impl Metrics {
             "gRPC calls handled, by method and status code",
             requests.clone(),
         );
-        let durations: Family<MethodLabels, LatencyHistogram, fn() -> LatencyHistogram> =
+        let durations: Family<MethodLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
         registry.register_with_unit(
             "grpc_request_duration",
@@ -208,11 +170,11 @@ impl Metrics {
             Unit::Seconds,
             durations.clone(),
         );
-        let issued = CallerCounters::new();
+        let issued = Family::<CallerLabels, Counter>::default();
         registry.register(
             "signatures_issued",
             "Signatures issued, by caller",
-            issued.family.clone(),
+            issued.clone(),
         );
         let verification_family = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -229,11 +191,11 @@ impl Metrics {
             };
             verification_family.get_or_create_owned(&OutcomeLabels { outcome })
         });
-        let quota_rejections = CallerCounters::new();
+        let quota_rejections = Family::<CallerLabels, Counter>::default();
         registry.register(
             "quota_rejections",
             "Issuance refused over a per-user quota, by caller",
-            quota_rejections.family.clone(),
+            quota_rejections.clone(),
         );
         let quota_store_errors = Family::<StoreErrorLabels, Counter>::default();
         registry.register(
@@ -334,8 +296,12 @@ impl Metrics {
         text
     }
 
-    pub fn signatures_issued(&self, caller: &str, count: u64) {
-        self.issued.inc_by(caller, count);
+    /// `caller` is the configuration's own name (a reference count is taken, nothing is
+    /// copied).
+    pub fn signatures_issued(&self, caller: &Arc<str>, count: u64) {
+        self.issued
+            .get_or_create(&caller_labels(caller))
+            .inc_by(count);
     }
 
     /// One verification; `failure` is `None` for a valid signature.
@@ -352,8 +318,10 @@ impl Metrics {
         self.verifications[index].inc();
     }
 
-    pub fn quota_rejected(&self, caller: &str) {
-        self.quota_rejections.inc_by(caller, 1);
+    pub fn quota_rejected(&self, caller: &Arc<str>) {
+        self.quota_rejections
+            .get_or_create(&caller_labels(caller))
+            .inc();
     }
 
     pub fn quota_store_error(&self, store: &'static str, on_store_error: &'static str) {
@@ -391,8 +359,8 @@ impl Metrics {
         self.silent_connections.inc();
     }
 
-    /// A call refused to protect the others; its status is counted by its [`CallRecorder`].
-    pub fn call_shed(&self, reason: Shed) {
+    /// A call refused to protect the others; its status is counted by its `CallRecorder`.
+    pub(crate) fn call_shed(&self, reason: Shed) {
         self.shed[reason as usize].inc();
     }
 
@@ -431,7 +399,7 @@ impl Metrics {
         })
     }
 
-    fn duration_histogram(&self, method: usize) -> &LatencyHistogram {
+    fn duration_histogram(&self, method: usize) -> &Histogram {
         self.duration_handles[method].get_or_init(|| {
             let (grpc_service, grpc_method) = grpc::METHOD_NAMES[method];
             self.durations.get_or_create_owned(&MethodLabels {
@@ -439,6 +407,12 @@ impl Metrics {
                 grpc_method,
             })
         })
+    }
+}
+
+fn caller_labels(caller: &Arc<str>) -> CallerLabels {
+    CallerLabels {
+        caller: Arc::clone(caller),
     }
 }
 

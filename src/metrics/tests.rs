@@ -8,13 +8,15 @@ fn line_value(text: &str, series: &str) -> Option<f64> {
 #[test]
 fn counters_show_in_the_exposition() {
     let metrics = Metrics::new();
-    metrics.signatures_issued("bff", 3);
-    metrics.signatures_issued("bff", 2);
-    metrics.signatures_issued("cms", 1);
+    let (bff, cms): (Arc<str>, Arc<str>) = (Arc::from("bff"), Arc::from("cms"));
+    metrics.signatures_issued(&bff, 3);
+    // Another `Arc` with the same name counts on the same series.
+    metrics.signatures_issued(&Arc::from("bff"), 2);
+    metrics.signatures_issued(&cms, 1);
     metrics.verified(None);
     metrics.verified(Some(VerifyFailure::Expired));
     metrics.verified(Some(VerifyFailure::Expired));
-    metrics.quota_rejected("bff");
+    metrics.quota_rejected(&bff);
     metrics.quota_store_error("redis", "deny");
     metrics.config_reloaded(true);
     metrics.config_reloaded(false);
@@ -55,9 +57,7 @@ fn request_counters_and_histograms_are_created_on_first_use() {
     metrics.request_counter(0, 0).inc();
     metrics.request_counter(0, 0).inc();
     metrics.request_counter(0, 8).inc();
-    metrics
-        .duration_histogram(0)
-        .observe(std::time::Duration::from_millis(1));
+    metrics.duration_histogram(0).observe(0.001);
     let text = metrics.encode();
     let service = "grpc_service=\"vod.signer.v1.UploadSigner\",grpc_method=\"IssueSignature\"";
     assert_eq!(
@@ -107,4 +107,44 @@ fn shed_calls_are_counted_by_reason_from_zero() {
         Some(2.0),
         "{text}"
     );
+}
+
+#[test]
+fn durations_are_exposed_as_a_classic_histogram_with_the_server_buckets() {
+    let metrics = Metrics::new();
+    // On a bound (`le` is inclusive), inside, and above the last bound.
+    for seconds in [0.000_05, 0.001, 2.0] {
+        metrics.duration_histogram(0).observe(seconds);
+    }
+    let text = metrics.encode();
+    let name = "vod_signer_grpc_request_duration_seconds";
+    let labels = "grpc_service=\"vod.signer.v1.UploadSigner\",grpc_method=\"IssueSignature\"";
+    for line in [
+        format!("# TYPE {name} histogram"),
+        format!("# UNIT {name} seconds"),
+        format!("# HELP {name} Time from receiving a gRPC call to sending its status."),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
+    let bucket = |le: &str| line_value(&text, &format!("{name}_bucket{{le=\"{le}\",{labels}}}"));
+    assert_eq!(bucket("0.00005"), Some(1.0), "{text}");
+    assert_eq!(bucket("0.001953125"), Some(2.0), "{text}");
+    assert_eq!(bucket("1.1920928955078126"), Some(2.0), "{text}");
+    assert_eq!(bucket("+Inf"), Some(3.0), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}_bucket{{")))
+            .count(),
+        13,
+        "12 bounds and +Inf:\n{text}"
+    );
+    assert_eq!(
+        line_value(&text, &format!("{name}_count{{{labels}}}")),
+        Some(3.0)
+    );
+    let sum = line_value(&text, &format!("{name}_sum{{{labels}}}")).expect("a sum");
+    assert!((sum - 2.001_05).abs() < 1e-9, "{sum}");
 }

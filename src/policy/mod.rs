@@ -15,7 +15,7 @@ use crate::signature::{UploadParams, Validity};
 
 /// Validity used when neither the request nor the caller's policy names one. An hour covers a
 /// large upload on a slow link, yet a leaked signature goes stale the same day.
-pub const DEFAULT_VALIDITY_SECONDS: u32 = 3600;
+pub(crate) const DEFAULT_VALIDITY_SECONDS: u32 = 3600;
 
 /// SHA-256 of a bearer token: what the configuration stores instead of the token.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -147,6 +147,12 @@ impl Caller {
     }
 
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name as the configuration holds it, for a metric label: cloning it takes a
+    /// reference, not a copy.
+    pub fn shared_name(&self) -> &Arc<str> {
         &self.name
     }
 

@@ -32,13 +32,13 @@ impl Default for BackoffPolicy {
 
 /// The state of consecutive failures.
 #[derive(Debug)]
-pub struct Backoff {
+pub(super) struct Backoff {
     policy: BackoffPolicy,
     failures: u32,
 }
 
 impl Backoff {
-    pub fn new(policy: BackoffPolicy) -> Self {
+    pub(super) fn new(policy: BackoffPolicy) -> Self {
         Backoff {
             policy,
             failures: 0,
@@ -46,12 +46,12 @@ impl Backoff {
     }
 
     /// A call succeeded: the next failure starts from the base wait again.
-    pub fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.failures = 0;
     }
 
     /// The wait before retrying after `error` (or after a failure of the store, `None`).
-    pub fn after(&mut self, error: Option<&ApiError>) -> Duration {
+    pub(super) fn after(&mut self, error: Option<&ApiError>) -> Duration {
         let exponent = self.failures.min(16);
         self.failures = self.failures.saturating_add(1);
         let exponential = self

@@ -10,7 +10,7 @@ mod reconcile;
 
 pub use backoff::BackoffPolicy;
 pub use consumer::{Consumer, PullTiming};
-pub use reconcile::{PassError, PassReport, Reconciler};
+pub use reconcile::Reconciler;
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -23,7 +23,7 @@ fn unix_now() -> i64 {
 /// and the reconciler (with tracking and `reconcile_after_seconds > 0`), each started on its
 /// own, so either may run alone.
 #[derive(Default)]
-pub struct PullTasks {
+pub(crate) struct PullTasks {
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 

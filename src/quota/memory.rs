@@ -12,7 +12,7 @@ use super::{Decision, StoreError, window_of};
 /// 100 bytes plus the user id: some 12 MiB per caller with ids of a few dozen bytes, and at
 /// worst (every id 256 four-byte characters) about 110 MiB per caller. Callers are the
 /// configured ones only, so the total stays bounded by this times the caller count.
-pub const DEFAULT_MAX_KEYS: usize = 100_000;
+pub(super) const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// Counters in sharded concurrent maps, one map per caller: calls for different users rarely
 /// touch the same shard lock, and there is no lock over a whole map on the hot path.

@@ -1,7 +1,7 @@
 //! Per-user issuance quotas: at most N signatures per caller and end user in each fixed
 //! one-minute window (`issue_per_user_per_minute` in a caller's policy).
 //!
-//! Two stores keep the counts: [`MemoryStore`] in this process (one replica), and
+//! Two stores keep the counts: `MemoryStore` in this process (one replica), and
 //! [`RedisStore`] shared by every replica pointed at the same Redis, so that two replicas
 //! behind a balancer enforce one budget. [`Quotas`] wraps a store with the operator's choice of
 //! what to do when the store fails ([`OnStoreError`]); the service counts each [`QuotaOutcome`].
@@ -16,13 +16,13 @@ mod redis_store;
 use std::fmt;
 use std::time::Duration;
 
-pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
+pub(crate) use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
 use crate::logging::RateLimit;
 
 /// Length of one quota window.
-pub const WINDOW_SECONDS: i64 = 60;
+pub(crate) const WINDOW_SECONDS: i64 = 60;
 
 /// How long a quota check may wait for Redis before it counts as a store failure. Issuance
 /// is a few microseconds of work; an unreachable Redis must not turn it into seconds.
@@ -119,7 +119,7 @@ impl QuotaStore {
 
     /// Leases `size` slots of the `random` space that no other replica gets; returns the
     /// first (see [`RedisStore::lease_slots`]).
-    pub async fn lease_slots(&self, size: u32) -> Result<u32, StoreError> {
+    pub(crate) async fn lease_slots(&self, size: u32) -> Result<u32, StoreError> {
         match self {
             QuotaStore::Memory(_) => Err(StoreError::NotShared),
             QuotaStore::Redis(store) => store.lease_slots(size).await,

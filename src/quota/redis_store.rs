@@ -26,10 +26,10 @@ return {1, used}
 ";
 
 /// Prefix of every key this service writes, so it can share a Redis with other users.
-pub const KEY_PREFIX: &str = "vod-signer:quota:";
+pub(super) const KEY_PREFIX: &str = "vod-signer:quota:";
 
 /// The counter replicas lease `random` slot blocks from (see [`RedisStore::lease_slots`]).
-pub const RANDOM_SLOTS_KEY: &str = "vod-signer:random-slots";
+pub(super) const RANDOM_SLOTS_KEY: &str = "vod-signer:random-slots";
 
 /// Leases one block atomically. A missing counter (a new Redis, or one restarted without
 /// persistence) starts at a random point rather than 0: replicas may still be drawing from

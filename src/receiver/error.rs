@@ -8,7 +8,7 @@ use crate::events::{CallbackAuthError, EventParseError};
 
 /// Why the receiver answered something other than 200.
 #[derive(Debug, thiserror::Error)]
-pub enum ReceiveError {
+pub(crate) enum ReceiveError {
     /// The path is not `/vod/events/<the configured token>`. Says nothing about why, so a
     /// prober cannot tell a wrong token from a wrong path.
     #[error("not found")]
@@ -32,7 +32,7 @@ pub enum ReceiveError {
 
 impl ReceiveError {
     /// The only place a receive error becomes a status code.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ReceiveError::NotFound => StatusCode::NOT_FOUND,
             ReceiveError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -45,7 +45,7 @@ impl ReceiveError {
     }
 
     /// The `outcome` label of `vod_signer_events_received_total`.
-    pub fn outcome(&self) -> &'static str {
+    pub(crate) fn outcome(&self) -> &'static str {
         match self {
             ReceiveError::NotFound => "not_found",
             ReceiveError::MethodNotAllowed => "method_not_allowed",

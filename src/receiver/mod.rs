@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::net::TcpListener;
 
-pub use error::ReceiveError;
+pub(crate) use error::ReceiveError;
 
 use crate::config::PathToken;
 use crate::events::{self, CallbackAuthError, Notification, SignKey};
@@ -29,13 +29,13 @@ use crate::tracking::{Delivery, Receipt, ReceivedEvent, Tracker, TrackingError};
 
 /// Largest body accepted. VOD's largest documented bodies (a ProcedureStateChanged with every
 /// subtask's output) are a few tens of KiB; a MiB leaves room without inviting abuse.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// Where VOD posts: this prefix, then the path token.
-pub const EVENTS_PATH_PREFIX: &str = "/vod/events/";
+pub(crate) const EVENTS_PATH_PREFIX: &str = "/vod/events/";
 
 /// What the receiver needs; shared by every request.
-pub struct Receiver {
+pub(crate) struct Receiver {
     tracker: Tracker,
     path_token: PathToken,
     sign_key: Option<SignKey>,
@@ -44,7 +44,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn new(
+    pub(crate) fn new(
         tracker: Tracker,
         path_token: PathToken,
         sign_key: Option<SignKey>,
@@ -63,12 +63,12 @@ impl Receiver {
 
 /// The receiver's routes: every path goes to one handler, which answers 404 for anything but
 /// the configured one, so a wrong token and a wrong path look the same.
-pub fn router(receiver: Arc<Receiver>) -> Router {
+pub(crate) fn router(receiver: Arc<Receiver>) -> Router {
     Router::new().fallback(handle).with_state(receiver)
 }
 
 /// Serves the receiver on `listener` until `shutdown` completes; requests in flight finish.
-pub async fn serve_events(
+pub(crate) async fn serve_events(
     listener: TcpListener,
     receiver: Arc<Receiver>,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -6,18 +6,17 @@
 mod audit_health;
 mod reload;
 
-pub use reload::{ReloadError, ReloadHandle, ReloadOutcome, ReloadRequests, reload_channel};
+pub(crate) use reload::{ReloadError, ReloadHandle, ReloadRequests, reload_channel};
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
-use crate::config::{Config, DEFAULT_CALL_TIMEOUT_SECONDS, DEFAULT_MAX_REQUEST_BYTES};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proto::v1::upload_signer_server::{SERVICE_NAME, UploadSignerServer};
 use crate::proto::v1::upload_tracker_server::{
@@ -31,16 +30,6 @@ use crate::service::IssueHook;
 use crate::service::{Clock, ConfigSnapshot, RandomSlots, SignerService, TrackerService};
 use crate::tracking::{Tracker, TrackingError};
 use crate::vod_api::{ApiClient, ApiClientError};
-
-/// Upper bound on any call, whatever `grpc-timeout` the client sent (or none): every RPC here
-/// is a few microseconds of work, so a call still running after this is stuck. The default of
-/// `[transport] call_timeout_seconds`.
-pub const MAX_CALL_DURATION: Duration = Duration::from_secs(DEFAULT_CALL_TIMEOUT_SECONDS as u64);
-
-/// Largest request message accepted by default (`[transport] max_request_bytes`). The largest
-/// legitimate request (every text field at its limit, in 4-byte characters) is under 8 KiB; a
-/// signature to verify is at most 32 KiB.
-pub const MAX_REQUEST_BYTES: usize = DEFAULT_MAX_REQUEST_BYTES;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +67,7 @@ pub enum ServerError {
 /// Serves `config` on `listener` until `shutdown` completes, then shuts down gracefully:
 /// health turns NOT_SERVING, no new connections are accepted, calls in flight finish (for at
 /// most `config.shutdown_grace`), and `Ok(())` is returned.
-pub async fn serve(
+pub(crate) async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -60,10 +60,10 @@ impl ReloadHandle {
 
 /// The server's end of a [`ReloadHandle`].
 #[derive(Debug)]
-pub struct ReloadRequests(mpsc::Receiver<Reply>);
+pub(crate) struct ReloadRequests(mpsc::Receiver<Reply>);
 
 /// A handle and the requests it sends; pass the requests in `ServeOptions::reload`.
-pub fn reload_channel() -> (ReloadHandle, ReloadRequests) {
+pub(crate) fn reload_channel() -> (ReloadHandle, ReloadRequests) {
     let (sender, receiver) = mpsc::channel(4);
     (ReloadHandle(sender), ReloadRequests(receiver))
 }

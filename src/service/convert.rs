@@ -11,11 +11,11 @@ use crate::signature::{
 use super::error::{ServiceError, Violation};
 
 /// Longest accepted `user_id`, in characters. It goes into audit logs, so it is bounded.
-pub const MAX_USER_ID_CHARS: usize = 256;
+pub(super) const MAX_USER_ID_CHARS: usize = 256;
 
 /// An issuance request whose every value is valid on its own; the caller's policy decides next.
 #[derive(Debug)]
-pub struct IssueInput {
+pub(super) struct IssueInput {
     pub user_id: String,
     /// `None`: the caller's default.
     pub validity: Option<Validity>,
@@ -23,7 +23,7 @@ pub struct IssueInput {
 }
 
 /// The proto field a core parameter comes from.
-pub fn field_of(name: ParamName) -> &'static str {
+pub(super) fn field_of(name: ParamName) -> &'static str {
     match name {
         ParamName::ExpireTime => "validity_seconds",
         ParamName::ClassId => "params.class_id",
@@ -41,7 +41,7 @@ pub fn field_of(name: ParamName) -> &'static str {
 }
 
 /// A core parameter error as a violation of the field it came from.
-pub fn violation(error: &ParamError) -> Violation {
+pub(super) fn violation(error: &ParamError) -> Violation {
     Violation::new(field_of(error.param()), error.to_string())
 }
 
@@ -77,7 +77,7 @@ fn check_user_id(user_id: &str) -> Result<(), Violation> {
 }
 
 /// Checks every field of an issuance and reports all invalid ones at once.
-pub fn issue_input(request: pb::IssueSignatureRequest) -> Result<IssueInput, ServiceError> {
+pub(super) fn issue_input(request: pb::IssueSignatureRequest) -> Result<IssueInput, ServiceError> {
     let mut violations = Vec::new();
     if let Err(v) = check_user_id(&request.user_id) {
         violations.push(v);
@@ -157,7 +157,7 @@ fn upload_params(params: pb::UploadParams, violations: &mut Vec<Violation>) -> U
 }
 
 /// The response for a freshly minted signature.
-pub fn issued_response(issued: IssuedSignature) -> pb::IssueSignatureResponse {
+pub(super) fn issued_response(issued: IssuedSignature) -> pb::IssueSignatureResponse {
     let fingerprint = issued.signature.fingerprint().to_hex();
     pb::IssueSignatureResponse {
         signature: issued.signature.into_string(),
@@ -199,7 +199,7 @@ fn proto_params(params: &UploadParams) -> pb::UploadParams {
     }
 }
 
-pub fn proto_failure(failure: VerifyFailure) -> pb::VerifyFailure {
+pub(super) fn proto_failure(failure: VerifyFailure) -> pb::VerifyFailure {
     match failure {
         VerifyFailure::Malformed => pb::VerifyFailure::Malformed,
         VerifyFailure::UnknownSecretId => pb::VerifyFailure::UnknownSecretId,
@@ -230,7 +230,9 @@ fn with_params(response: &mut pb::VerifySignatureResponse, params: &SignedParams
 }
 
 /// The answer to a verification: a rejected signature is a normal response.
-pub fn verify_response(result: &Result<SignedParams, VerifyError>) -> pb::VerifySignatureResponse {
+pub(super) fn verify_response(
+    result: &Result<SignedParams, VerifyError>,
+) -> pb::VerifySignatureResponse {
     let mut response = pb::VerifySignatureResponse::default();
     match result {
         Ok(params) => {

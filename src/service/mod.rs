@@ -1,8 +1,8 @@
 //! The `vod.signer.v1.UploadSigner` gRPC service: a thin adapter over the signing core.
 //!
-//! A call is authenticated ([`crate::policy::Callers`]), its fields are converted into core
+//! A call is authenticated (`crate::policy::Callers`), its fields are converted into core
 //! types (`convert.rs`), the caller's policy is applied, and the core signs or verifies. Every
-//! failure is a [`ServiceError`], mapped to a status in one table (`impl From<ServiceError> for
+//! failure is a `ServiceError`, mapped to a status in one table (`impl From<ServiceError> for
 //! Status`).
 
 mod convert;
@@ -21,10 +21,10 @@ use arc_swap::ArcSwap;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-pub use convert::MAX_USER_ID_CHARS;
-pub use error::{ERROR_DOMAIN, ServiceError, Violation};
-pub use random_slots::{LEASE_SIZE, LeaseError, RandomSlots};
-pub use tracker::TrackerService;
+pub use error::ERROR_DOMAIN;
+pub(crate) use error::{ServiceError, Violation};
+pub(crate) use random_slots::{LeaseError, RandomSlots};
+pub(crate) use tracker::TrackerService;
 
 use crate::config::Config;
 use crate::logging::{RateLimit, SinkHealth};
@@ -77,7 +77,7 @@ pub trait IssueHook: std::fmt::Debug + Send + Sync {
 /// What a call needs to know, swapped as a whole if the configuration is reloaded, so a call
 /// never sees the keys of one configuration with the callers of another.
 #[derive(Debug)]
-pub struct ConfigSnapshot {
+pub(crate) struct ConfigSnapshot {
     pub keys: KeyRing,
     pub callers: Callers,
     pub verify_options: VerifyOptions,
@@ -97,7 +97,7 @@ impl ConfigSnapshot {
 
 /// The `UploadSigner` implementation.
 #[derive(Debug)]
-pub struct SignerService {
+pub(crate) struct SignerService {
     shared: Arc<ArcSwap<ConfigSnapshot>>,
     // One slot source for the whole process: one-time signatures must never repeat `random`.
     random_slots: RandomSlots,
@@ -242,7 +242,7 @@ impl SignerService {
         match outcome {
             QuotaOutcome::Allowed | QuotaOutcome::AllowedWithoutStore => Ok(()),
             QuotaOutcome::Exhausted { retry_after } => {
-                self.metrics.quota_rejected(caller.name());
+                self.metrics.quota_rejected(caller.shared_name());
                 Err(ServiceError::QuotaExhausted {
                     caller: caller.name().into(),
                     limit,
@@ -460,7 +460,7 @@ impl UploadSigner for SignerService {
             .pop()
             .ok_or_else(|| ServiceError::Internal("no signature was minted".into()))?;
         audit(caller, &user_id, &sign_request, &response);
-        self.metrics.signatures_issued(caller.name(), 1);
+        self.metrics.signatures_issued(caller.shared_name(), 1);
         Ok(Response::new(response))
     }
 
@@ -517,7 +517,7 @@ impl UploadSigner for SignerService {
             .await?;
         audit_batch(caller, &user_id, &sign_request, &signatures);
         self.metrics
-            .signatures_issued(caller.name(), u64::from(message.count));
+            .signatures_issued(caller.shared_name(), u64::from(message.count));
         Ok(Response::new(pb::IssueSignatureBatchResponse {
             signatures,
         }))

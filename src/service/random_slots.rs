@@ -15,7 +15,7 @@ use crate::quota::{QuotaStore, Quotas, StoreError};
 use crate::signature::{InstanceId, InstanceSlots};
 
 /// Slots per lease: one Redis round trip per this many issuances on a replica.
-pub const LEASE_SIZE: u32 = 65_536;
+pub(super) const LEASE_SIZE: u32 = 65_536;
 
 /// The slot source of one server.
 #[derive(Debug)]

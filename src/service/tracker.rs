@@ -18,7 +18,7 @@ use crate::proto::v1::upload_tracker_server::UploadTracker;
 use crate::tracking::{MAX_PAGE_SIZE, Tracker, UploadId, WatchStart};
 
 /// The `UploadTracker` implementation.
-pub struct TrackerService {
+pub(crate) struct TrackerService {
     shared: Arc<ArcSwap<ConfigSnapshot>>,
     /// `None` without `[tracking]`: then no caller has `can_track` either.
     tracker: Option<Tracker>,
@@ -27,7 +27,7 @@ pub struct TrackerService {
 }
 
 impl TrackerService {
-    pub fn new(
+    pub(crate) fn new(
         shared: Arc<ArcSwap<ConfigSnapshot>>,
         tracker: Option<Tracker>,
         draining: watch::Receiver<bool>,

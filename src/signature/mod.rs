@@ -31,17 +31,16 @@ mod secret;
 mod sign;
 mod verify;
 
-pub use error::{ParamError, ParamName, VerifyError, VerifyFailure};
-pub use key_ring::{KeyRing, KeyRingError, SigningKey};
+pub(crate) use error::{ParamError, VerifyError};
+pub use error::{ParamName, VerifyFailure};
+pub(crate) use key_ring::KeyRingError;
+pub use key_ring::{KeyRing, SigningKey};
 pub use params::{
-    MAX_PROCEDURE_CHARS, MAX_SECRET_ID_CHARS, MAX_SESSION_CONTEXT_CHARS, MAX_SOURCE_CONTEXT_CHARS,
-    MAX_STORAGE_REGION_CHARS, MAX_VALIDITY_SECONDS, Procedure, Random, SecretId, SessionContext,
-    SignRequest, SignedParams, SourceContext, StorageRegion, TASK_PRIORITY_RANGE, TaskNotifyMode,
-    TaskPriority, UploadParams, Validity,
+    MAX_PROCEDURE_CHARS, MAX_SESSION_CONTEXT_CHARS, MAX_SOURCE_CONTEXT_CHARS, MAX_VALIDITY_SECONDS,
+    Procedure, Random, SecretId, SessionContext, SignRequest, SignedParams, SourceContext,
+    StorageRegion, TaskNotifyMode, TaskPriority, UploadParams, Validity,
 };
-pub use random::{
-    INSTANCE_ID_BITS, InstanceId, InstanceSlots, MAX_INSTANCE_ID, RandomPermutation, UniqueRandom,
-};
-pub use secret::{SecretKey, SecretKeyError};
-pub use sign::{Fingerprint, IssuedSignature, SignError, Signature, fingerprint};
-pub use verify::{DEFAULT_CLOCK_SKEW_SECONDS, MAX_SIGNATURE_LEN, VerifyOptions};
+pub(crate) use random::{InstanceId, InstanceSlots, MAX_INSTANCE_ID, UniqueRandom};
+pub use secret::SecretKey;
+pub use sign::{IssuedSignature, Signature, fingerprint};
+pub use verify::{DEFAULT_CLOCK_SKEW_SECONDS, VerifyOptions};

@@ -21,11 +21,11 @@ pub const MAX_SESSION_CONTEXT_CHARS: usize = 1000;
 /// refuses obvious garbage. Console-created template names are far shorter.
 pub const MAX_PROCEDURE_CHARS: usize = 256;
 /// Region names are short slugs such as `ap-chongqing`.
-pub const MAX_STORAGE_REGION_CHARS: usize = 64;
+pub(super) const MAX_STORAGE_REGION_CHARS: usize = 64;
 /// Tencent SecretIds are 36 ASCII characters; leave room for other key formats.
-pub const MAX_SECRET_ID_CHARS: usize = 128;
+pub(super) const MAX_SECRET_ID_CHARS: usize = 128;
 /// Lowest and highest `taskPriority`.
-pub const TASK_PRIORITY_RANGE: std::ops::RangeInclusive<i8> = -10..=10;
+pub(super) const TASK_PRIORITY_RANGE: std::ops::RangeInclusive<i8> = -10..=10;
 
 fn char_count_at_most(name: ParamName, value: &str, max: usize) -> Result<(), ParamError> {
     // Cheap pre-check: a string of at most `max` bytes has at most `max` characters.

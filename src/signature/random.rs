@@ -22,7 +22,7 @@ use super::params::Random;
 
 /// A keyed permutation of the 32-bit space: slot in, `random` out, never two slots to one value.
 #[derive(Clone)]
-pub struct RandomPermutation {
+pub(super) struct RandomPermutation {
     round_keys: [u32; 4],
 }
 
@@ -32,7 +32,7 @@ const PERMUTATION_LABEL: &[u8] = b"vod-signer random permutation v1";
 
 impl RandomPermutation {
     /// Keyed from the operating system's CSPRNG: unique to this process.
-    pub fn from_os_entropy() -> Self {
+    pub(super) fn from_os_entropy() -> Self {
         RandomPermutation {
             round_keys: rand::random(),
         }
@@ -56,7 +56,7 @@ impl RandomPermutation {
     }
 
     /// The `random` of `slot`.
-    pub fn apply(&self, slot: u32) -> Random {
+    pub(super) fn apply(&self, slot: u32) -> Random {
         Random(permute(slot, &self.round_keys))
     }
 }
@@ -68,22 +68,23 @@ impl std::fmt::Debug for RandomPermutation {
 }
 
 /// Hands out `random` values that never repeat within one process (for 2^32 calls).
-pub struct UniqueRandom {
+pub(crate) struct UniqueRandom {
     counter: AtomicU32,
     permutation: RandomPermutation,
 }
 
 impl UniqueRandom {
     /// Keyed and started at a random point from the operating system's CSPRNG.
-    pub fn from_os_entropy() -> Self {
+    pub(crate) fn from_os_entropy() -> Self {
         UniqueRandom {
             counter: AtomicU32::new(rand::random()),
             permutation: RandomPermutation::from_os_entropy(),
         }
     }
 
-    /// A fixed sequence, for reproducible tests and benchmarks.
-    pub fn with_seed(start: u32, round_keys: [u32; 4]) -> Self {
+    /// A fixed sequence, for reproducible tests.
+    #[cfg(test)]
+    fn with_seed(start: u32, round_keys: [u32; 4]) -> Self {
         UniqueRandom {
             counter: AtomicU32::new(start),
             permutation: RandomPermutation { round_keys },
@@ -92,7 +93,7 @@ impl UniqueRandom {
 
     /// The next value. One relaxed atomic add: the order between threads does not matter, only
     /// that no two calls see the same counter.
-    pub fn next(&self) -> Random {
+    pub(crate) fn next(&self) -> Random {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         self.permutation.apply(n)
     }
@@ -105,9 +106,9 @@ impl std::fmt::Debug for UniqueRandom {
 }
 
 /// Bits of a slot that carry the [`InstanceId`]; the rest count within the instance.
-pub const INSTANCE_ID_BITS: u32 = 10;
+pub(super) const INSTANCE_ID_BITS: u32 = 10;
 /// The largest `instance_id`.
-pub const MAX_INSTANCE_ID: u32 = (1 << INSTANCE_ID_BITS) - 1;
+pub(crate) const MAX_INSTANCE_ID: u32 = (1 << INSTANCE_ID_BITS) - 1;
 const INSTANCE_COUNTER_MASK: u32 = u32::MAX >> INSTANCE_ID_BITS;
 
 /// This replica's share of the slot space, 0 to [`MAX_INSTANCE_ID`]: replicas with different

@@ -59,7 +59,7 @@ pub struct Fingerprint([u8; 8]);
 
 impl Fingerprint {
     /// The 16 lowercase hex digits; the same text as `to_string()`, without the formatter.
-    pub fn to_hex(&self) -> String {
+    pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
 }
@@ -102,7 +102,7 @@ impl SigningKey {
     /// Signs `request` as issued at `now` (Unix seconds) with nonce `random`.
     ///
     /// `now` and `random` come from the caller so the core stays deterministic and testable;
-    /// the service uses the system clock and [`super::UniqueRandom`].
+    /// the service uses the system clock and `UniqueRandom`.
     pub fn sign(
         &self,
         request: &SignRequest,

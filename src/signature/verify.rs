@@ -24,7 +24,7 @@ const STACK_DECODE_LEN: usize = 1024;
 
 /// The longest signature text the verifier will decode. A maximal legitimate signature (every
 /// text field at its limit in 4-byte UTF-8, percent-encoded) is under 24 KiB.
-pub const MAX_SIGNATURE_LEN: usize = 32 * 1024;
+pub(super) const MAX_SIGNATURE_LEN: usize = 32 * 1024;
 
 /// Clock skew allowed for `currentTimeStamp` in the future, by default.
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u32 = 300;

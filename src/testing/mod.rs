@@ -19,7 +19,3 @@ pub use helpers::{
     sha256_hex,
 };
 pub use server::{TestServer, TestServerBuilder};
-
-/// The lock-free latency histogram the server observes per call; exported here only so that
-/// `benches/infra.rs` can measure it against prometheus-client's.
-pub use crate::metrics::histogram::LatencyHistogram;

@@ -4,11 +4,11 @@ use super::TrackingError;
 
 /// A change cursor is the change's position in the feed. Positions are assigned in commit
 /// order by the store, so "after N" is the same set of changes on every replica.
-pub fn encode_cursor(position: i64) -> String {
+pub(super) fn encode_cursor(position: i64) -> String {
     format!("c{position}")
 }
 
-pub fn decode_cursor(cursor: &str) -> Result<i64, TrackingError> {
+pub(super) fn decode_cursor(cursor: &str) -> Result<i64, TrackingError> {
     cursor
         .strip_prefix('c')
         .and_then(|n| n.parse::<i64>().ok())
@@ -18,16 +18,16 @@ pub fn decode_cursor(cursor: &str) -> Result<i64, TrackingError> {
 
 /// Where the previous page stopped: uploads are listed by (`issued_at`, `upload_id`) descending.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageKey {
+pub(super) struct PageKey {
     pub issued_at: i64,
     pub upload_id: String,
 }
 
-pub fn encode_page_token(key: &PageKey) -> String {
+pub(super) fn encode_page_token(key: &PageKey) -> String {
     format!("{}.{}", key.issued_at, key.upload_id)
 }
 
-pub fn decode_page_token(token: &str) -> Result<PageKey, TrackingError> {
+pub(super) fn decode_page_token(token: &str) -> Result<PageKey, TrackingError> {
     let (issued_at, upload_id) = token
         .split_once('.')
         .ok_or(TrackingError::InvalidPageToken)?;

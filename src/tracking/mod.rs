@@ -17,10 +17,11 @@ mod upload_id;
 mod watch;
 
 pub use error::TrackingError;
+pub(crate) use model::PendingProcedure;
 pub use model::{
-    Delivery, Failure, FileState, NewUpload, PendingProcedure, Receipt, ReceivedEvent, Upload,
-    UploadChange, UploadPage, UploadState, UploadedFile, WatchStart,
+    Delivery, FileState, NewUpload, Receipt, ReceivedEvent, Upload, UploadChange, UploadPage,
+    UploadState, UploadedFile, WatchStart,
 };
-pub use store::PruneReport;
-pub use tracker::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Tracker};
-pub use upload_id::{MAX_UPLOAD_ID_CHARS, UploadId, UploadIdError};
+pub(crate) use tracker::MAX_PAGE_SIZE;
+pub use tracker::Tracker;
+pub use upload_id::UploadId;

@@ -24,9 +24,9 @@ use super::{TrackingError, UploadId};
 use crate::config::{StoreLocation, TrackingSettings};
 
 /// `list_uploads` with a page size of 0.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub(super) const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Larger page sizes are reduced to this.
-pub const MAX_PAGE_SIZE: u32 = 500;
+pub(crate) const MAX_PAGE_SIZE: u32 = 500;
 
 /// Events committed in one transaction at most; bounds the transaction's size and latency.
 const MAX_BATCH: usize = 1024;
@@ -127,7 +127,7 @@ impl Tracker {
     }
 
     /// One user's uploads for one caller, newest first. `page_size` 0 means
-    /// [`DEFAULT_PAGE_SIZE`]; more than [`MAX_PAGE_SIZE`] is reduced to it.
+    /// `DEFAULT_PAGE_SIZE`; more than `MAX_PAGE_SIZE` is reduced to it.
     pub async fn list_uploads(
         &self,
         caller: &str,

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Longest id accepted from a caller or an event.
-pub const MAX_UPLOAD_ID_CHARS: usize = 64;
+pub(super) const MAX_UPLOAD_ID_CHARS: usize = 64;
 const PREFIX: &str = "up_";
 
 /// An opaque, URL-safe upload id. Generated ids are `up_` and 128 CSPRNG bits in base64url

@@ -10,7 +10,7 @@ use super::error::ApiError;
 
 /// At most this many events come back from one `PullEvents`, and at most this many handles
 /// go into one `ConfirmEvents`.
-pub const MAX_EVENTS_PER_CALL: usize = 16;
+pub(super) const MAX_EVENTS_PER_CALL: usize = 16;
 
 /// The receipt of one pulled event, valid for `ConfirmEvents` during the confirm window.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

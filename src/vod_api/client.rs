@@ -19,11 +19,11 @@ use super::error::{ApiError, ErrorClass};
 use super::tc3::{self, ApiCredential, Tc3Request};
 
 /// The API version every VOD action of this client belongs to.
-pub const VOD_VERSION: &str = "2018-07-17";
+pub(super) const VOD_VERSION: &str = "2018-07-17";
 /// The service name in the credential scope.
-pub const VOD_SERVICE: &str = "vod";
+pub(super) const VOD_SERVICE: &str = "vod";
 /// Tencent's public VOD endpoint.
-pub const DEFAULT_ENDPOINT: &str = "https://vod.tencentcloudapi.com";
+pub(crate) const DEFAULT_ENDPOINT: &str = "https://vod.tencentcloudapi.com";
 /// Sent and signed as is; API 3.0 takes JSON bodies.
 const CONTENT_TYPE_JSON: &str = "application/json";
 /// Sixteen events are far below this; anything larger is not a VOD answer.
@@ -201,7 +201,7 @@ impl ApiClient {
 
 /// Whether `endpoint` can be called: an `https://` (or, for a local stand-in, `http://`)
 /// origin without a path. Checked when the configuration is read, so a typo fails start-up.
-pub fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
     parse_endpoint(endpoint).map(drop)
 }
 

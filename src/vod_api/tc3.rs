@@ -14,9 +14,9 @@ use zeroize::Zeroizing;
 use crate::signature::{SecretId, SecretKey};
 
 /// The algorithm name, first word of every `Authorization` header.
-pub const ALGORITHM: &str = "TC3-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "TC3-HMAC-SHA256";
 /// The headers the canonical request covers, lowercase and sorted.
-pub const SIGNED_HEADERS: &str = "content-type;host";
+pub(crate) const SIGNED_HEADERS: &str = "content-type;host";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -51,7 +51,7 @@ impl fmt::Debug for ApiCredential {
 
 /// What one request is signed over.
 #[derive(Debug, Clone, Copy)]
-pub struct Tc3Request<'a> {
+pub(crate) struct Tc3Request<'a> {
     /// The product, e.g. `vod`; also the first label of its host name.
     pub service: &'a str,
     /// The `Host` header exactly as sent (with the port when it is not the default one).
@@ -67,14 +67,14 @@ pub struct Tc3Request<'a> {
 /// Every intermediate string of the algorithm, so a test can compare each step with Tencent's
 /// published example; a request needs only [`Tc3Signature::authorization`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tc3Signature {
+pub(crate) struct Tc3Signature {
     pub canonical_request: String,
     pub string_to_sign: String,
     pub authorization: String,
 }
 
 /// Signs `request` with `credential`.
-pub fn sign(credential: &ApiCredential, request: &Tc3Request<'_>) -> Tc3Signature {
+pub(crate) fn sign(credential: &ApiCredential, request: &Tc3Request<'_>) -> Tc3Signature {
     let canonical_request = format!(
         "POST\n/\n\ncontent-type:{}\nhost:{}\n\n{SIGNED_HEADERS}\n{}",
         request.content_type.trim().to_ascii_lowercase(),

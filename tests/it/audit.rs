@@ -3,16 +3,19 @@
 //! counted; once writes succeed again, everything resumes.
 
 use std::io::{self, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::ops::*;
+use crate::support::process::{KillOnDrop, connect_when_up, free_port};
 use tonic::Code;
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use vod_signer::proto::v1::upload_signer_client::UploadSignerClient;
 
 const SERVICE: &str = "vod.signer.v1.UploadSigner";
 
@@ -60,6 +63,19 @@ async fn eventually<F: std::future::Future<Output = bool>>(
     }
 }
 
+/// Waits until issuing (for alice) is refused with UNAVAILABLE.
+async fn until_unavailable(client: &UploadSignerClient<Channel>) {
+    eventually("UNAVAILABLE", || {
+        let mut client = client.clone();
+        async move {
+            issue(&mut client, "alice")
+                .await
+                .is_err_and(|s| s.code() == Code::Unavailable)
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn issuance_stops_while_the_audit_output_fails_and_resumes_when_it_recovers() {
     let output = Breakable::default();
@@ -85,15 +101,7 @@ async fn issuance_stops_while_the_audit_output_fails_and_resumes_when_it_recover
     // The output breaks; the next line written finds out.
     output.broken.store(true, Ordering::SeqCst);
     (&writer).write_all(b"audit line\n").unwrap();
-    eventually("UNAVAILABLE", || {
-        let mut client = client.clone();
-        async move {
-            issue(&mut client, "alice")
-                .await
-                .is_err_and(|s| s.code() == Code::Unavailable)
-        }
-    })
-    .await;
+    until_unavailable(&client).await;
     let refused = issue(&mut client, "bob").await.unwrap_err();
     assert!(
         refused.message().contains("audit log"),
@@ -130,69 +138,24 @@ async fn issuance_stops_while_the_audit_output_fails_and_resumes_when_it_recover
     server.stop().await;
 }
 
-/// Kills the child on drop, so a failing test leaves no server behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The review's reproduction: `serve 2>&1 >/dev/null | head -c 200`, i.e. stderr is a pipe
 /// whose reader goes away after a few bytes.
 #[tokio::test]
 async fn a_real_process_whose_stderr_reader_is_gone_stops_issuing() {
     let dir = ConfigDir::new();
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Child(
-        Command::new(env!("CARGO_BIN_EXE_vod-signer"))
-            .args(["serve", "--config"])
-            .arg(dir.config_path())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("vod-signer starts"),
-    );
+    let port = free_port();
+    let mut child = KillOnDrop::serve(&dir.config_path(), port, Stdio::piped());
     // Read 200 bytes, like `head -c 200`, then close the pipe.
     let mut stderr = child.0.stderr.take().unwrap();
     let mut head = [0u8; 200];
     stderr.read_exact(&mut head).unwrap();
     drop(stderr);
 
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let channel = loop {
-        if let Ok(channel) = tonic::transport::Channel::from_shared(url.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            break channel;
-        }
-        assert!(Instant::now() < deadline, "the server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let client =
-        vod_signer::proto::v1::upload_signer_client::UploadSignerClient::new(channel.clone());
+    let channel = connect_when_up(port).await;
+    let client = UploadSignerClient::new(channel.clone());
     // The first issuances' audit lines hit the closed pipe; from then on nothing is issued.
-    eventually("UNAVAILABLE", || {
-        let mut client = client.clone();
-        async move {
-            issue(&mut client, "alice")
-                .await
-                .is_err_and(|s| s.code() == Code::Unavailable)
-        }
-    })
-    .await;
+    until_unavailable(&client).await;
     for _ in 0..5 {
         let mut client = client.clone();
         assert_eq!(

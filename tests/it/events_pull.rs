@@ -15,20 +15,15 @@ use tokio::sync::oneshot;
 use vod_signer::metrics::Metrics;
 use vod_signer::pull::{BackoffPolicy, Consumer, PullTiming, Reconciler};
 use vod_signer::tracking::{Tracker, UploadId, UploadState, WatchStart};
+use vod_signer::vod_api::ApiClient;
 
-fn fast_timing() -> PullTiming {
-    PullTiming {
-        pull_timeout: Duration::from_secs(2),
-        confirm_timeout: Duration::from_secs(1),
-        confirm_window: Duration::from_millis(1_500),
-        batches_in_flight: 4,
-        backoff: BackoffPolicy {
-            base: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            rate_limited: Duration::from_millis(100),
-            auth_failure: Duration::from_millis(500),
-        },
-    }
+/// A stand-in that ends an empty poll after 200 ms and takes confirms within `confirm_window`.
+async fn standin(confirm_window: Duration) -> StandIn {
+    StandIn::start(StandInTiming {
+        long_poll: Duration::from_millis(200),
+        confirm_window,
+    })
+    .await
 }
 
 /// A consumer task and the means to stop it gracefully or kill it.
@@ -38,6 +33,16 @@ struct Running {
 }
 
 impl Running {
+    /// Starts a consumer of `api`'s queue into `tracker`.
+    fn consume(
+        api: ApiClient,
+        tracker: &Tracker,
+        metrics: &Arc<Metrics>,
+        timing: PullTiming,
+    ) -> Running {
+        Running::start(Consumer::new(api, tracker.clone(), metrics.clone(), timing))
+    }
+
     fn start(consumer: Consumer) -> Running {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(consumer.run(async move {
@@ -150,11 +155,7 @@ fn metric(metrics: &Metrics, line_prefix: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_restart_mid_stream_loses_nothing_and_doubles_nothing() {
-    let standin = StandIn::start(StandInTiming {
-        long_poll: Duration::from_millis(200),
-        confirm_window: Duration::from_millis(800),
-    })
-    .await;
+    let standin = standin(Duration::from_millis(800)).await;
     let dir = TrackerDir::new();
     let tracker = dir.open().await;
     let log = ChangeLog::start(&tracker).await;
@@ -167,12 +168,7 @@ async fn a_receiver_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     };
 
     // First run: killed mid-stream, wherever it is (possibly between store and confirm).
-    let first = Running::start(Consumer::new(
-        api.clone(),
-        tracker.clone(),
-        metrics.clone(),
-        timing,
-    ));
+    let first = Running::consume(api.clone(), &tracker, &metrics, timing);
     eventually(Duration::from_secs(10), "some events confirmed", || {
         standin.confirmed().len() >= 20
     })
@@ -188,16 +184,8 @@ async fn a_receiver_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     // Second run, on the tracker reopened from its file: a restarted process.
     let tracker = dir.open().await;
     let log = ChangeLog::start(&tracker).await;
-    let second = Running::start(Consumer::new(
-        api.clone(),
-        tracker.clone(),
-        metrics.clone(),
-        timing,
-    ));
-    eventually(Duration::from_secs(20), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    let second = Running::consume(api.clone(), &tracker, &metrics, timing);
+    queue_drained(&standin, Duration::from_secs(20)).await;
     second.stop().await;
 
     let mut confirmed = standin.confirmed();
@@ -234,12 +222,12 @@ async fn a_graceful_stop_confirms_everything_it_stored() {
     let tracker = dir.open().await;
     let ids = queue_uploads(&standin, &tracker, 64).await;
     let metrics = Arc::new(Metrics::new());
-    let running = Running::start(Consumer::new(
+    let running = Running::consume(
         api_client(&standin.endpoint(), STANDIN_SECRET_KEY),
-        tracker.clone(),
-        metrics.clone(),
+        &tracker,
+        &metrics,
         fast_timing(),
-    ));
+    );
     eventually(Duration::from_secs(10), "a first batch confirmed", || {
         !standin.confirmed().is_empty()
     })
@@ -261,11 +249,7 @@ async fn a_graceful_stop_confirms_everything_it_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_share_one_queue_without_duplicate_changes() {
-    let standin = StandIn::start(StandInTiming {
-        long_poll: Duration::from_millis(200),
-        confirm_window: Duration::from_millis(700),
-    })
-    .await;
+    let standin = standin(Duration::from_millis(700)).await;
     let dir = TrackerDir::new();
     let tracker = dir.open().await;
     let log = ChangeLog::start(&tracker).await;
@@ -278,22 +262,9 @@ async fn two_consumers_share_one_queue_without_duplicate_changes() {
         ..fast_timing()
     };
     let api = api_client(&standin.endpoint(), STANDIN_SECRET_KEY);
-    let a = Running::start(Consumer::new(
-        api.clone(),
-        tracker.clone(),
-        metrics.clone(),
-        timing,
-    ));
-    let b = Running::start(Consumer::new(
-        api.clone(),
-        tracker.clone(),
-        metrics.clone(),
-        timing,
-    ));
-    eventually(Duration::from_secs(20), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    let a = Running::consume(api.clone(), &tracker, &metrics, timing);
+    let b = Running::consume(api.clone(), &tracker, &metrics, timing);
+    queue_drained(&standin, Duration::from_secs(20)).await;
     a.stop().await;
     b.stop().await;
 
@@ -317,11 +288,7 @@ async fn two_consumers_share_one_queue_without_duplicate_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_or_late_confirm_means_redelivery_then_a_duplicate_not_a_loss() {
-    let standin = StandIn::start(StandInTiming {
-        long_poll: Duration::from_millis(200),
-        confirm_window: Duration::from_millis(400),
-    })
-    .await;
+    let standin = standin(Duration::from_millis(400)).await;
     let dir = TrackerDir::new();
     let tracker = dir.open().await;
     let log = ChangeLog::start(&tracker).await;
@@ -330,16 +297,13 @@ async fn a_failed_or_late_confirm_means_redelivery_then_a_duplicate_not_a_loss()
     standin.inject("ConfirmEvents", Fault::Error("InternalError"), 1);
     standin.inject("ConfirmEvents", Fault::Delay(Duration::from_millis(600)), 1);
     let metrics = Arc::new(Metrics::new());
-    let running = Running::start(Consumer::new(
+    let running = Running::consume(
         api_client(&standin.endpoint(), STANDIN_SECRET_KEY),
-        tracker.clone(),
-        metrics.clone(),
+        &tracker,
+        &metrics,
         fast_timing(),
-    ));
-    eventually(Duration::from_secs(20), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    );
+    queue_drained(&standin, Duration::from_secs(20)).await;
     running.stop().await;
 
     assert_each_uploaded_once(&tracker, &ids, &log).await;
@@ -374,16 +338,13 @@ async fn a_pull_that_times_out_is_retried() {
         ..fast_timing()
     };
     let started = Instant::now();
-    let running = Running::start(Consumer::new(
+    let running = Running::consume(
         api_client(&standin.endpoint(), STANDIN_SECRET_KEY),
-        tracker.clone(),
-        metrics.clone(),
+        &tracker,
+        &metrics,
         timing,
-    ));
-    eventually(Duration::from_secs(10), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    );
+    queue_drained(&standin, Duration::from_secs(10)).await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the consumer gave up on the hanging poll instead of waiting for it"
@@ -408,12 +369,12 @@ async fn refused_credentials_are_logged_clearly_and_retried_slowly() {
     let metrics = Arc::new(Metrics::new());
     // A wrong SecretKey: the stand-in's own TC3 check refuses every call.
     let wrong_key = "not-the-standin-key";
-    let running = Running::start(Consumer::new(
+    let running = Running::consume(
         api_client(&standin.endpoint(), wrong_key),
-        tracker.clone(),
-        metrics.clone(),
+        &tracker,
+        &metrics,
         fast_timing(),
-    ));
+    );
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     running.stop().await;
 
@@ -460,16 +421,13 @@ async fn request_limit_exceeded_slows_the_consumer_down() {
         },
         ..fast_timing()
     };
-    let running = Running::start(Consumer::new(
+    let running = Running::consume(
         api_client(&standin.endpoint(), STANDIN_SECRET_KEY),
-        tracker.clone(),
-        metrics.clone(),
+        &tracker,
+        &metrics,
         timing,
-    ));
-    eventually(Duration::from_secs(10), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    );
+    queue_drained(&standin, Duration::from_secs(10)).await;
     running.stop().await;
     let pulls = standin.seen_action("PullEvents");
     let refused: Vec<_> = pulls
@@ -611,11 +569,7 @@ async fn reconciliation_moves_stuck_uploads_to_ready_or_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oldest_unconfirmed_age_rises_while_owed_and_returns_to_zero() {
     const AGE: &str = "vod_signer_events_oldest_unconfirmed_age_seconds";
-    let standin = StandIn::start(StandInTiming {
-        long_poll: Duration::from_millis(200),
-        confirm_window: Duration::from_secs(4),
-    })
-    .await;
+    let standin = standin(Duration::from_secs(4)).await;
     let dir = TrackerDir::new();
     let tracker = dir.open().await;
     let metrics = Arc::new(Metrics::new());
@@ -624,12 +578,12 @@ async fn the_oldest_unconfirmed_age_rises_while_owed_and_returns_to_zero() {
         confirm_window: Duration::from_millis(3_500),
         ..fast_timing()
     };
-    let consumer = Running::start(Consumer::new(
+    let consumer = Running::consume(
         api_client(&standin.endpoint(), STANDIN_SECRET_KEY),
-        tracker.clone(),
-        metrics.clone(),
+        &tracker,
+        &metrics,
         timing,
-    ));
+    );
 
     // A confirm that takes 2.5 s: the age shows it while the consumer keeps polling.
     standin.inject(

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::postgres::PostgresServer;
-use crate::support::pull::eventually;
 use crate::support::pull::standin::{Fault, StandIn, StandInTiming};
+use crate::support::pull::{fast_timing, queue_drained};
 use crate::support::receiver::*;
 use sqlx::Row;
 use vod_signer::proto::v1 as pb;
-use vod_signer::pull::{BackoffPolicy, PullTiming};
+use vod_signer::pull::PullTiming;
 
 /// Distinct events (one NewFileUpload per upload).
 const UPLOADS: usize = 60;
@@ -27,16 +27,8 @@ async fn replica(config: vod_signer::config::Config) -> (TestServer, SocketAddr)
         .events()
         .metrics()
         .pull_timing(PullTiming {
-            pull_timeout: Duration::from_secs(2),
-            confirm_timeout: Duration::from_secs(1),
             confirm_window: Duration::from_millis(50),
-            batches_in_flight: 4,
-            backoff: BackoffPolicy {
-                base: Duration::from_millis(20),
-                max: Duration::from_millis(200),
-                rate_limited: Duration::from_millis(100),
-                auth_failure: Duration::from_millis(500),
-            },
+            ..fast_timing()
         })
         .start()
         .await;
@@ -93,15 +85,7 @@ async fn two_replicas_pull_one_queue_into_one_database_without_loss_or_doubles()
             .unwrap();
         ids.push(issued.upload_id);
     }
-    let mut watch_b = b
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
-    // Let the watch subscribe before the first change is committed.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut watch_b = watch(&b, TRACKED).await;
 
     // Every third confirm fails: those events come back after the window, to either replica.
     standin.inject("ConfirmEvents", Fault::Error("InternalError"), 4);
@@ -143,10 +127,7 @@ async fn two_replicas_pull_one_queue_into_one_database_without_loss_or_doubles()
             .or_default()
             .push(change.event_type);
     }
-    eventually(Duration::from_secs(20), "the queue drained", || {
-        standin.unconfirmed() == 0
-    })
-    .await;
+    queue_drained(&standin, Duration::from_secs(20)).await;
     // Give a doubled change the time to show before counting.
     let extra = tokio::time::timeout(Duration::from_millis(500), watch_b.message()).await;
     assert!(extra.is_err(), "a change beyond one per upload: {extra:?}");

@@ -6,27 +6,11 @@ use std::time::Duration;
 
 use crate::support::pull::standin::{StandIn, StandInTiming};
 use crate::support::pull::{
-    STANDIN_SECRET_ID, STANDIN_SECRET_KEY, eventually, finished_procedure_task,
+    STANDIN_SECRET_ID, STANDIN_SECRET_KEY, eventually, fast_timing, finished_procedure_task,
 };
 use crate::support::receiver::*;
 use serde_json::json;
 use vod_signer::proto::v1 as pb;
-use vod_signer::pull::{BackoffPolicy, PullTiming};
-
-fn fast_timing() -> PullTiming {
-    PullTiming {
-        pull_timeout: Duration::from_secs(2),
-        confirm_timeout: Duration::from_secs(1),
-        confirm_window: Duration::from_millis(1_500),
-        batches_in_flight: 4,
-        backoff: BackoffPolicy {
-            base: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            rate_limited: Duration::from_millis(100),
-            auth_failure: Duration::from_millis(500),
-        },
-    }
-}
 
 /// The stand-in knows the test configuration's active key: `[events.pull]` names no
 /// credentials of its own, so that key is used.
@@ -191,13 +175,7 @@ async fn push_only_reconciles_stuck_uploads_through_its_own_api_section() {
         .await
         .unwrap()
         .upload_id;
-    let mut watch = server
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = watch(&server, TRACKED).await;
 
     // Both uploads arrive by PUSH; their procedures' final events never come.
     let (uploaded_file, processing_file) = ("5285890784246860011", "5285890784246860012");

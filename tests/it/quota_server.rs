@@ -30,21 +30,22 @@ fn quota_dir(redis_url: Option<&str>, on_store_error: &str, limit: u32) -> Confi
     dir
 }
 
+/// A server of `dir`'s configuration with metrics, on the test's `clock`.
+async fn start_on(dir: &ConfigDir, clock: &ManualClock) -> TestServer {
+    TestServer::builder(dir.load())
+        .metrics()
+        .clock(clock)
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn two_servers_sharing_one_redis_enforce_one_limit_with_retry_info() {
     let redis = RedisServer::start();
     let dir = quota_dir(Some(&redis.url()), "deny", 3);
     let clock = ManualClock::new(T0 + 15);
-    let a = TestServer::builder(dir.load())
-        .metrics()
-        .clock(&clock)
-        .start()
-        .await;
-    let b = TestServer::builder(dir.load())
-        .metrics()
-        .clock(&clock)
-        .start()
-        .await;
+    let a = start_on(&dir, &clock).await;
+    let b = start_on(&dir, &clock).await;
     let (mut client_a, mut client_b) = (a.signer().await, b.signer().await);
 
     issue(&mut client_a, "alice").await.unwrap();
@@ -89,11 +90,7 @@ async fn two_servers_sharing_one_redis_enforce_one_limit_with_retry_info() {
 async fn a_batch_takes_its_whole_count_or_nothing() {
     let dir = quota_dir(None, "deny", 5);
     let clock = ManualClock::new(T0);
-    let server = TestServer::builder(dir.load())
-        .metrics()
-        .clock(&clock)
-        .start()
-        .await;
+    let server = start_on(&dir, &clock).await;
     let mut client = server.signer().await;
     let batch = |count| {
         authed(
@@ -192,11 +189,7 @@ async fn a_server_starts_while_redis_is_unreachable() {
 async fn a_reload_changes_the_limit() {
     let dir = quota_dir(None, "deny", 1);
     let clock = ManualClock::new(T0);
-    let server = TestServer::builder(dir.load())
-        .metrics()
-        .clock(&clock)
-        .start()
-        .await;
+    let server = start_on(&dir, &clock).await;
     let mut client = server.signer().await;
     issue(&mut client, "alice").await.unwrap();
     assert!(issue(&mut client, "alice").await.is_err());

@@ -2,101 +2,48 @@
 //! published F1 and F3 bodies (adapted in the test to carry the tracked id) POSTed to the
 //! receiver, the upload followed with GetUpload and WatchUploads, then a restart.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::process::{ServeProcess, free_port};
 use crate::support::receiver::*;
 use vod_signer::proto::v1 as pb;
 use vod_signer::proto::v1::upload_signer_client::UploadSignerClient;
 use vod_signer::proto::v1::upload_tracker_client::UploadTrackerClient;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vod-signer");
 const FILE_ID: &str = "5285890784246869930";
 
-/// `vod-signer serve --config FILE --log-format json`, its stderr lines on a channel.
-struct Serve {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Serve {
-    fn spawn(config: &std::path::Path) -> Serve {
-        Serve::spawn_with_env(config, &[])
-    }
-
-    fn spawn_with_env(config: &std::path::Path, env: &[(&str, &std::path::Path)]) -> Serve {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--log-format", "json", "--config"])
+/// `vod-signer serve --config FILE --log-format json` with `env`.
+fn spawn_serve(config: &Path, env: &[(&str, &Path)]) -> ServeProcess {
+    ServeProcess::spawn(|command| {
+        command
+            .args(["--log-format", "json", "--config"])
             .arg(config)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Serve {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The gRPC and receiver addresses from the start-up log line.
-    fn addresses(&mut self) -> (SocketAddr, SocketAddr) {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", self.seen.join("\n")));
-            self.seen.push(line.clone());
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            let fields = &event["fields"];
-            if fields["message"] == "vod-signer serving" {
-                let addr = |name: &str| fields[name].as_str().unwrap().parse().unwrap();
-                return (addr("listen"), addr("events"));
-            }
-        }
-    }
-
-    /// SIGTERM, then the exit code and every stderr line.
-    fn stop(mut self) -> (i32, Vec<String>) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = self.child.wait().unwrap();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        (status.code().unwrap_or(-1), std::mem::take(&mut self.seen))
-    }
+            .env("RUST_LOG", "info");
+    })
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The gRPC and receiver addresses from the start-up log line.
+fn addresses(serve: &mut ServeProcess) -> (SocketAddr, SocketAddr) {
+    serve.wait_for(|line| {
+        let event = serde_json::from_str::<Value>(line).ok()?;
+        let fields = &event["fields"];
+        (fields["message"] == "vod-signer serving").then(|| {
+            let addr = |name: &str| fields[name].as_str().unwrap().parse().unwrap();
+            (addr("listen"), addr("events"))
+        })
+    })
+}
+
+/// SIGTERM, then the exit code and every stderr line.
+fn stop(serve: ServeProcess) -> (i32, Vec<String>) {
+    serve.signal("TERM");
+    serve.finish()
 }
 
 async fn get(tracker: &mut UploadTrackerClient<tonic::transport::Channel>, id: &str) -> pb::Upload {
@@ -128,8 +75,8 @@ async fn post(events: SocketAddr, body: Value) -> HttpResponse {
 fn the_binary_tracks_an_upload_from_signature_to_ready_and_failed_across_a_restart() {
     let dir = EventsDir::new();
     std::fs::write(dir.config_path(), dir.toml("sqlite:uploads.db", true)).unwrap();
-    let mut serve = Serve::spawn(&dir.config_path());
-    let (addr, events) = serve.addresses();
+    let mut serve = spawn_serve(&dir.config_path(), &[]);
+    let (addr, events) = addresses(&mut serve);
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     let (ready_id, failed_id, cursor) = runtime.block_on(async {
@@ -236,7 +183,7 @@ fn the_binary_tracks_an_upload_from_signature_to_ready_and_failed_across_a_resta
         (ready_id, failed_id, cursor)
     });
 
-    let (code, lines) = serve.stop();
+    let (code, lines) = stop(serve);
     assert_eq!(code, 0, "{}", lines.join("\n"));
     let log = lines.join("\n");
     for secret in [PATH_TOKEN, SIGN_KEY, SECRET_KEY] {
@@ -244,8 +191,8 @@ fn the_binary_tracks_an_upload_from_signature_to_ready_and_failed_across_a_resta
     }
 
     // The SQLite file survives: same answers from a new process, and the cursor still works.
-    let mut serve = Serve::spawn(&dir.config_path());
-    let (addr, events) = serve.addresses();
+    let mut serve = spawn_serve(&dir.config_path(), &[]);
+    let (addr, events) = addresses(&mut serve);
     runtime.block_on(async {
         let mut tracker = UploadTrackerClient::connect(format!("http://{addr}"))
             .await
@@ -281,7 +228,7 @@ fn the_binary_tracks_an_upload_from_signature_to_ready_and_failed_across_a_resta
         assert_eq!(upload.upload_id, ready_id);
         assert_eq!(upload.files.len(), 2);
     });
-    let (code, lines) = serve.stop();
+    let (code, lines) = stop(serve);
     assert_eq!(code, 0, "{}", lines.join("\n"));
 }
 
@@ -289,38 +236,19 @@ fn the_binary_tracks_an_upload_from_signature_to_ready_and_failed_across_a_resta
 /// through bash and curl, and see the upload become READY.
 #[test]
 fn serve_dev_prints_a_curl_loop_that_works() {
-    let events_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--events-listen",
-        ])
-        .arg(format!("127.0.0.1:{events_port}"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    let events_port = free_port();
+    let mut serve = ServeProcess::spawn(|command| {
+        command
+            .args(["--dev", "--listen", "127.0.0.1:0", "--events-listen"])
+            .arg(format!("127.0.0.1:{events_port}"))
+            .env("RUST_LOG", "warn");
+    });
     let mut banner = Vec::new();
-    let mut lines = BufReader::new(stderr).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
+    serve.wait_for(|line| {
         let done = line.starts_with("====") && banner.len() > 3;
-        banner.push(line);
-        if done {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+        banner.push(line.to_owned());
+        done.then_some(())
+    });
     let find = |prefix: &str| {
         banner
             .iter()
@@ -384,12 +312,9 @@ fn serve_dev_prints_a_curl_loop_that_works() {
         assert_eq!(state(&upload), pb::UploadState::Ready, "{upload:?}");
     });
 
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    serve.signal("INT");
+    let (code, _) = serve.finish();
+    assert_eq!(code, 0);
     assert!(
         !store.exists(),
         "the development store outlived the process"
@@ -408,16 +333,16 @@ fn push_only_without_root_certificates_serves_with_reconciliation_off() {
     std::fs::write(&no_roots, "").unwrap();
     let no_roots_dir = dir.path().join("no-roots");
     std::fs::create_dir(&no_roots_dir).unwrap();
-    let mut serve = Serve::spawn_with_env(
+    let mut serve = spawn_serve(
         &dir.config_path(),
         &[
             ("SSL_CERT_FILE", &no_roots),
             ("SSL_CERT_DIR", &no_roots_dir),
         ],
     );
-    let (addr, _events) = serve.addresses();
+    let (addr, _events) = addresses(&mut serve);
     assert!(std::net::TcpStream::connect(addr).is_ok(), "it serves");
-    let (code, lines) = serve.stop();
+    let (code, lines) = stop(serve);
     assert_eq!(code, 0, "{}", lines.join("\n"));
     let off: Vec<_> = lines
         .iter()

@@ -20,10 +20,6 @@ fn procedure(name: &str) -> pb::UploadParams {
     }
 }
 
-async fn post_signed(server: &TestServer, body: Value) -> HttpResponse {
-    server.post_event(&signed(body, now() + 600)).await
-}
-
 #[tokio::test]
 async fn tracked_signature_carries_its_upload_id_and_keeps_the_callers_contexts() {
     let dir = EventsDir::new();
@@ -167,15 +163,7 @@ async fn published_events_move_an_upload_to_ready_and_a_watcher_sees_each_change
         .unwrap();
     let id = issued.upload_id.clone();
 
-    let mut watch = server
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
-    // The watch starts at the current end once the server has opened it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut watch = watch(&server, TRACKED).await;
 
     let response = post_signed(&server, f1_for(&id, FILE_A, Some(F3_TASK_ID))).await;
     assert_eq!(
@@ -201,11 +189,7 @@ async fn published_events_move_an_upload_to_ready_and_a_watcher_sees_each_change
 
     let mut seen = Vec::new();
     while seen.last().map(|(_, s)| *s) != Some(pb::UploadState::Ready) {
-        let change = tokio::time::timeout(Duration::from_secs(5), watch.message())
-            .await
-            .expect("a change within 5 s")
-            .unwrap()
-            .unwrap();
+        let change = next_change(&mut watch).await;
         let upload = change.upload.unwrap();
         assert_eq!(upload.upload_id, id);
         assert!(!change.cursor.is_empty());
@@ -277,14 +261,7 @@ async fn order_and_duplicates_do_not_change_the_final_state() {
 
     // Replays (a PUSH retry carries a new T and Sign) are acknowledged and change nothing.
     {
-        let mut watch = server
-            .tracker()
-            .await
-            .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-            .await
-            .unwrap()
-            .into_inner();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut watch = watch(&server, TRACKED).await;
         for body in [
             f1_for(&id, FILE_A, Some(F3_TASK_ID)),
             f3_for(&id, FILE_A),
@@ -341,10 +318,7 @@ async fn a_failed_subtask_fails_the_upload_with_its_type_code_and_message() {
 async fn sign_and_t_are_required_and_checked_and_nothing_unauthenticated_is_stored() {
     let dir = EventsDir::new();
     let server = start_events(dir.sqlite_config(true)).await;
-    let id = issue(&server, TRACKED, "gina", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
+    let id = issue_tracked(&server, "gina").await;
     let body = f1_for(&id, FILE_A, None);
     let t = now() + 600;
 
@@ -379,10 +353,7 @@ async fn sign_and_t_are_required_and_checked_and_nothing_unauthenticated_is_stor
     let late = signed(body.clone(), now() - 30);
     assert_eq!(server.post_event(&late).await.status, 200);
     wait_for_state(&server, &id, pb::UploadState::Ready).await;
-    let id2 = issue(&server, TRACKED, "gina", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
+    let id2 = issue_tracked(&server, "gina").await;
     let query = format!(
         "{}?Sign={}&T={t}",
         server.events_path(),
@@ -392,10 +363,7 @@ async fn sign_and_t_are_required_and_checked_and_nothing_unauthenticated_is_stor
     let response = http_request(server.events_addr.unwrap(), "POST", &query, &[], &raw).await;
     assert_eq!(response.status, 200, "{}", response.body);
     wait_for_state(&server, &id2, pb::UploadState::Ready).await;
-    let id3 = issue(&server, TRACKED, "gina", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
+    let id3 = issue_tracked(&server, "gina").await;
     let raw = serde_json::to_vec(&f1_for(&id3, FILE_B, None)).unwrap();
     let t_text = t.to_string();
     let signature = sign(t);
@@ -516,10 +484,7 @@ async fn unknown_and_legacy_events_are_acknowledged_kept_and_counted() {
 async fn callers_see_only_their_own_uploads_and_need_can_track() {
     let dir = EventsDir::new();
     let server = start_events(dir.sqlite_config(true)).await;
-    let id = issue(&server, TRACKED, "hana", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
+    let id = issue_tracked(&server, "hana").await;
     let status = get_upload(&server, OTHER, &id).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     let unknown = get_upload(&server, TRACKED, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
@@ -576,12 +541,7 @@ async fn list_pages_newest_first_and_bad_tokens_and_cursors_are_invalid_argument
     let server = start_events(dir.sqlite_config(true)).await;
     let mut issued = Vec::new();
     for _ in 0..5 {
-        issued.push(
-            issue(&server, TRACKED, "ivan", pb::UploadParams::default())
-                .await
-                .unwrap()
-                .upload_id,
-        );
+        issued.push(issue_tracked(&server, "ivan").await);
     }
     issue(
         &server,
@@ -663,33 +623,16 @@ async fn list_pages_newest_first_and_bad_tokens_and_cursors_are_invalid_argument
 async fn a_restarted_server_keeps_its_uploads_and_resumes_a_watch_from_its_cursor() {
     let dir = EventsDir::new();
     let server = start_events(dir.sqlite_config(true)).await;
-    let first = issue(&server, TRACKED, "jo", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
-    let second = issue(&server, TRACKED, "jo", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
-    let mut watch = server
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = issue_tracked(&server, "jo").await;
+    let second = issue_tracked(&server, "jo").await;
+    let mut watch = watch(&server, TRACKED).await;
     assert_eq!(
         post_signed(&server, f1_for(&first, FILE_A, None))
             .await
             .status,
         200
     );
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let change = next_change(&mut watch).await;
     assert_eq!(change.upload.as_ref().unwrap().upload_id, first);
     let cursor = change.cursor;
     drop(watch);
@@ -707,24 +650,8 @@ async fn a_restarted_server_keeps_its_uploads_and_resumes_a_watch_from_its_curso
     let upload = get_upload(&server, TRACKED, &first).await.unwrap();
     assert_eq!(state(&upload), pb::UploadState::Ready);
     assert_eq!(upload.files[0].file_id, FILE_A);
-    let mut resumed = server
-        .tracker()
-        .await
-        .watch_uploads(authed(
-            pb::WatchUploadsRequest {
-                after_cursor: cursor,
-                user_id: String::new(),
-            },
-            TRACKED,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let next = tokio::time::timeout(Duration::from_secs(5), resumed.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut resumed = resume_watch(&server, TRACKED, cursor).await;
+    let next = next_change(&mut resumed).await;
     assert_eq!(next.upload.unwrap().upload_id, second);
     server.stop().await;
 }
@@ -733,14 +660,8 @@ async fn a_restarted_server_keeps_its_uploads_and_resumes_a_watch_from_its_curso
 async fn a_watch_filtered_by_user_sees_only_that_users_uploads() {
     let dir = EventsDir::new();
     let server = start_events(dir.sqlite_config(true)).await;
-    let kim = issue(&server, TRACKED, "kim", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
-    let lee = issue(&server, TRACKED, "lee", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
+    let kim = issue_tracked(&server, "kim").await;
+    let lee = issue_tracked(&server, "lee").await;
     let mut watch = server
         .tracker()
         .await
@@ -767,11 +688,7 @@ async fn a_watch_filtered_by_user_sees_only_that_users_uploads() {
             .status,
         200
     );
-    let change = tokio::time::timeout(Duration::from_secs(5), watch.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let change = next_change(&mut watch).await;
     assert_eq!(change.upload.unwrap().upload_id, lee);
     server.stop().await;
 }
@@ -780,14 +697,7 @@ async fn a_watch_filtered_by_user_sees_only_that_users_uploads() {
 async fn an_unused_signature_expires_and_watchers_see_it() {
     let dir = EventsDir::new();
     let server = start_events(dir.sqlite_config(true)).await;
-    let mut watch = server
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut watch = watch(&server, TRACKED).await;
     let issued = server
         .signer()
         .await
@@ -829,45 +739,17 @@ async fn an_unused_signature_expires_and_watchers_see_it() {
 async fn a_cursor_older_than_retention_is_out_of_range() {
     let dir = EventsDir::new();
     let server = start_events(dir.sqlite_config(true)).await;
-    let id = issue(&server, TRACKED, "nina", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
-    let mut watch = server
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = issue_tracked(&server, "nina").await;
+    let mut watch = watch(&server, TRACKED).await;
     assert_eq!(
         post_signed(&server, f1_for(&id, FILE_A, None)).await.status,
         200
     );
-    let cursor = tokio::time::timeout(Duration::from_secs(5), watch.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap()
-        .cursor;
+    let cursor = next_change(&mut watch).await.cursor;
     // A later change, so the pruned part extends past the cursor (a cursor at the very end of
     // the pruned part would still resume exactly: nothing after it was lost).
-    let later = issue(&server, TRACKED, "nina", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
-    assert_eq!(
-        post_signed(&server, f1_for(&later, FILE_B, None))
-            .await
-            .status,
-        200
-    );
-    tokio::time::timeout(Duration::from_secs(5), watch.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    issue_and_post(&server, "nina", FILE_B).await;
+    next_change(&mut watch).await;
 
     // Retention runs hourly; run it now as if 31 days had passed, through a second handle on
     // the same store.

@@ -24,10 +24,7 @@ async fn a_store_outage_answers_503_and_unavailable_then_recovers() {
     let mut pg = PostgresServer::start();
     let dir = EventsDir::new();
     let server = start_events(pg_config(&dir, &pg)).await;
-    let id = issue(&server, TRACKED, "olga", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
+    let id = issue_tracked(&server, "olga").await;
     let body = signed(f1_for(&id, FILE_ID, None), now() + 600);
 
     pg.stop();
@@ -71,25 +68,13 @@ async fn two_replicas_on_one_database_share_uploads_and_changes() {
     let a = start_events(pg_config(&dir, &pg)).await;
     let b = start_events(pg_config(&dir, &pg)).await;
 
-    let id = issue(&a, TRACKED, "pia", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
+    let id = issue_tracked(&a, "pia").await;
     let on_b = get_upload(&b, TRACKED, &id).await.unwrap();
     assert_eq!(state(&on_b), pb::UploadState::Issued);
 
-    let mut watch_b = b
-        .tracker()
-        .await
-        .watch_uploads(authed(pb::WatchUploadsRequest::default(), TRACKED))
-        .await
-        .unwrap()
-        .into_inner();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut watch_b = watch(&b, TRACKED).await;
 
-    let response = a
-        .post_event(&signed(f1_for(&id, FILE_ID, None), now() + 600))
-        .await;
+    let response = post_signed(&a, f1_for(&id, FILE_ID, None)).await;
     assert_eq!(response.status, 200, "{}", response.body);
     let answered = Instant::now();
     // The contract's bound for a change to reach the other replicas.
@@ -104,42 +89,14 @@ async fn two_replicas_on_one_database_share_uploads_and_changes() {
     assert_eq!(state(&upload), pb::UploadState::Ready);
 
     // A cursor from one replica resumes on the other.
-    let second = issue(&b, TRACKED, "pia", pb::UploadParams::default())
-        .await
-        .unwrap()
-        .upload_id;
-    let response = b
-        .post_event(&signed(
-            f1_for(&second, "5285890784246869930", None),
-            now() + 600,
-        ))
-        .await;
+    let second = issue_tracked(&b, "pia").await;
+    let response = post_signed(&b, f1_for(&second, "5285890784246869930", None)).await;
     assert_eq!(response.status, 200);
-    let mut resumed_on_a = a
-        .tracker()
-        .await
-        .watch_uploads(authed(
-            pb::WatchUploadsRequest {
-                after_cursor: change.cursor,
-                user_id: String::new(),
-            },
-            TRACKED,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    let next = tokio::time::timeout(Duration::from_secs(5), resumed_on_a.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut resumed_on_a = resume_watch(&a, TRACKED, change.cursor).await;
+    let next = next_change(&mut resumed_on_a).await;
     assert_eq!(next.upload.unwrap().upload_id, second);
 
-    let on_b = tokio::time::timeout(Duration::from_secs(5), watch_b.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let on_b = next_change(&mut watch_b).await;
     assert_eq!(on_b.upload.unwrap().upload_id, second);
 
     // The same event delivered to the other replica is the same event: no new change.

@@ -2,10 +2,10 @@
 //! nothing; through the reload handle in-process, and through a real SIGHUP to a real
 //! `vod-signer serve` process.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::ops::*;
+use crate::support::process::{KillOnDrop, connect_when_up, free_port};
 use tonic::Code;
 
 #[tokio::test]
@@ -107,64 +107,26 @@ async fn a_reload_replaces_callers_and_their_policies() {
     server.stop().await;
 }
 
-/// Kills the child on drop, so a failing test leaves no server behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.0.id().to_string()])
-        .status()
-        .expect("kill(1) runs");
-    assert!(status.success());
-}
-
 #[tokio::test]
 async fn sighup_makes_a_running_process_reload_its_file() {
     let dir = ConfigDir::new();
     dir.write_config(&config_toml(KEY_A, false, "", ""));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log_path = dir.path().join("serve.log");
-    let child = Child(
-        Command::new(env!("CARGO_BIN_EXE_vod-signer"))
-            .args(["serve", "--config"])
-            .arg(dir.config_path())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .expect("vod-signer starts"),
+    let child = KillOnDrop::serve(
+        &dir.config_path(),
+        port,
+        std::fs::File::create(&log_path).unwrap(),
     );
 
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut client = loop {
-        if let Ok(channel) = tonic::transport::Channel::from_shared(url.clone())
-            .unwrap()
-            .connect()
-            .await
-        {
-            break vod_signer::proto::v1::upload_signer_client::UploadSignerClient::new(channel);
-        }
-        assert!(Instant::now() < deadline, "the server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut client = vod_signer::proto::v1::upload_signer_client::UploadSignerClient::new(
+        connect_when_up(port).await,
+    );
     let before = issue(&mut client, "alice").await.unwrap();
     assert_eq!(before.secret_id, KEY_A.0);
 
     dir.write_config(&config_toml(KEY_B, true, "", ""));
-    signal(&child, "HUP");
+    child.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let issued = issue(&mut client, "alice").await.unwrap();
@@ -178,7 +140,7 @@ async fn sighup_makes_a_running_process_reload_its_file() {
 
     // A broken file on the next SIGHUP: the process logs it and keeps serving with B.
     dir.write_config("[[keys]]\nsecret_id = ");
-    signal(&child, "HUP");
+    child.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&log_path)
         .unwrap()
@@ -192,7 +154,7 @@ async fn sighup_makes_a_running_process_reload_its_file() {
     }
     assert_eq!(issue(&mut client, "bob").await.unwrap().secret_id, KEY_B.0);
 
-    signal(&child, "TERM");
+    child.signal("TERM");
     let mut child = child;
     let deadline = Instant::now() + Duration::from_secs(15);
     while child.0.try_wait().unwrap().is_none() {

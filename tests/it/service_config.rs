@@ -1,18 +1,14 @@
 //! Configuration errors, and `vod-signer serve` as a process: refusing a bad file, serving
 //! with secrets from the environment, logging audit events, exiting 0 on SIGTERM and SIGINT.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
+use crate::support::process::{BIN, ServeProcess};
 use crate::support::service::*;
 use vod_signer::config::{Config, DEV_TOKEN};
 use vod_signer::proto::v1 as pb;
 use vod_signer::proto::v1::upload_signer_client::UploadSignerClient;
-
-const BIN: &str = env!("CARGO_BIN_EXE_vod-signer");
 
 fn config_error(toml: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -44,94 +40,18 @@ fn config_errors_name_the_field() {
     assert!(!e.contains(&sha256_hex(FULL)));
 }
 
-/// A `vod-signer serve` child whose stderr lines arrive on a channel.
-struct ServeProcess {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl ServeProcess {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
-        let mut command = Command::new(BIN);
+/// `vod-signer serve ARGS` with `env`, and without the log settings of the test's own
+/// environment.
+fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+    ServeProcess::spawn(|command| {
         command
-            .arg("serve")
             .args(args)
             .env_remove("RUST_LOG")
-            .env_remove("VOD_SIGNER_LOG_FORMAT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env_remove("VOD_SIGNER_LOG_FORMAT");
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        ServeProcess {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a stderr line satisfying `found` and returns what it extracts.
-    fn wait_for<T>(&mut self, mut found: impl FnMut(&str) -> Option<T>) -> T {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => {
-                    let hit = found(&line);
-                    self.seen.push(line);
-                    if let Some(value) = hit {
-                        return value;
-                    }
-                }
-                Err(e) => panic!("{e}; stderr so far:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// The exit code, and every stderr line.
-    fn finish(mut self) -> (i32, Vec<String>) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(std::time::Instant::now() < deadline, "serve did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        (
-            status.code().expect("exited by a signal"),
-            std::mem::take(&mut self.seen),
-        )
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    })
 }
 
 #[test]
@@ -194,7 +114,7 @@ token_env = "TEST_CALLER_TOKEN"
 "#,
     )
     .unwrap();
-    let mut serve = ServeProcess::spawn(
+    let mut serve = spawn_serve(
         &["--config", path.to_str().unwrap(), "--log-format", "json"],
         &[("TEST_VOD_SECRET_KEY", KEY), ("TEST_CALLER_TOKEN", TOKEN)],
     );
@@ -270,7 +190,7 @@ token_env = "TEST_CALLER_TOKEN"
 
 #[test]
 fn serve_dev_prints_a_working_token_and_exits_0_on_sigint() {
-    let mut serve = ServeProcess::spawn(
+    let mut serve = spawn_serve(
         &[
             "--dev",
             "--listen",
@@ -347,7 +267,7 @@ fn serve_warns_about_a_secret_file_others_can_read() {
         ),
     )
     .unwrap();
-    let mut serve = ServeProcess::spawn(&["--config", path.to_str().unwrap()], &[]);
+    let mut serve = spawn_serve(&["--config", path.to_str().unwrap()], &[]);
     let warning = serve.wait_for(|line| {
         (line.contains("WARN") && line.contains("keys[0].secret_key_file")).then(|| line.to_owned())
     });

@@ -32,6 +32,19 @@ fn fact(body: &Value, received_at: i64) -> Fact {
     Fact { kind, received_at }
 }
 
+/// A signature with a procedure, its file "f1" uploaded (procedure task "t1") at 1 100, then
+/// `procedure_event` at 1 300.
+fn uploaded_then(procedure_event: &Value) -> vod_signer::tracking::Upload {
+    derive(
+        &issued(true),
+        None,
+        &[
+            fact(&new_file_upload(UPLOAD, "f1", Some("t1")), 1_100),
+            fact(procedure_event, 1_300),
+        ],
+    )
+}
+
 #[test]
 fn issued_then_expired_without_an_upload() {
     assert_eq!(derive(&issued(false), None, &[]).state, UploadState::Issued);
@@ -85,14 +98,7 @@ fn with_a_procedure_uploaded_then_processing_then_ready() {
 fn a_failed_subtask_fails_the_upload_with_its_details() {
     let mut finish = procedure_changed(Some(UPLOAD), "f1", "t1", "FINISH");
     fail_first_subtask(&mut finish, "FailedOperation.Codec", "unsupported codec");
-    let upload = derive(
-        &issued(true),
-        None,
-        &[
-            fact(&new_file_upload(UPLOAD, "f1", Some("t1")), 1_100),
-            fact(&finish, 1_300),
-        ],
-    );
+    let upload = uploaded_then(&finish);
     assert_eq!(upload.state, UploadState::Failed);
     let failure = upload.failure.unwrap();
     assert_eq!(
@@ -115,14 +121,7 @@ fn a_failed_subtask_fails_the_upload_with_its_details() {
 fn a_block_suggestion_fails_the_upload() {
     let mut finish = procedure_changed(Some(UPLOAD), "f1", "t1", "FINISH");
     add_review(&mut finish, "block");
-    let upload = derive(
-        &issued(true),
-        None,
-        &[
-            fact(&new_file_upload(UPLOAD, "f1", Some("t1")), 1_100),
-            fact(&finish, 1_300),
-        ],
-    );
+    let upload = uploaded_then(&finish);
     assert_eq!(upload.state, UploadState::Failed);
     assert_eq!(upload.failure.unwrap().subtask_type, "Porn");
 }
@@ -132,14 +131,7 @@ fn a_procedure_event_is_matched_to_its_file_by_task_id() {
     // No FileId in the procedure body: the upload's ProcedureTaskId ties them.
     let mut finish = procedure_changed(None, "f1", "t1", "FINISH");
     finish["ProcedureStateChangeEvent"]["FileId"] = Value::Null;
-    let upload = derive(
-        &issued(true),
-        None,
-        &[
-            fact(&new_file_upload(UPLOAD, "f1", Some("t1")), 1_100),
-            fact(&finish, 1_300),
-        ],
-    );
+    let upload = uploaded_then(&finish);
     assert_eq!(upload.state, UploadState::Ready);
 }
 

@@ -97,6 +97,23 @@ async fn receive(tracker: &Tracker, body: &Value, received_at: i64) -> Receipt {
     receive_via(tracker, body, received_at, Delivery::Push).await
 }
 
+/// Records `upload` as issued, then receives its upload event (file `file_id`, no procedure)
+/// at `received_at`.
+async fn issue_and_receive(
+    tracker: &Tracker,
+    upload: &NewUpload,
+    file_id: &str,
+    received_at: i64,
+) -> Receipt {
+    tracker.record_issued(vec![upload.clone()]).await.unwrap();
+    receive(
+        tracker,
+        &new_file_upload(upload.upload_id.as_str(), file_id, None),
+        received_at,
+    )
+    .await
+}
+
 async fn receive_via(
     tracker: &Tracker,
     body: &Value,
@@ -569,13 +586,7 @@ mod cases {
         let started = tokio::time::timeout(Duration::from_millis(300), live.next()).await;
         assert!(started.is_err(), "nothing before the end: {started:?}");
         let late = new_upload("u1", *T0 + 20, false);
-        reopened.record_issued(vec![late.clone()]).await.unwrap();
-        receive(
-            &reopened,
-            &new_file_upload(late.upload_id.as_str(), "f9", None),
-            *T0 + 21,
-        )
-        .await;
+        issue_and_receive(&reopened, &late, "f9", *T0 + 21).await;
         assert_eq!(
             next_change(&mut live).await.upload.upload_id,
             late.upload_id
@@ -619,13 +630,7 @@ mod cases {
         assert_eq!(expired, Some(TrackingError::CursorExpired));
         // New changes go on after the pruned part.
         let fresh = new_upload("u1", later, false);
-        tracker.record_issued(vec![fresh.clone()]).await.unwrap();
-        receive(
-            &tracker,
-            &new_file_upload(fresh.upload_id.as_str(), "f2", None),
-            later + 1,
-        )
-        .await;
+        issue_and_receive(&tracker, &fresh, "f2", later + 1).await;
         let first_kept = format!("c{}", old_cursor[1..].parse::<i64>().unwrap());
         let mut changes = Box::pin(
             tracker
@@ -642,23 +647,11 @@ mod cases {
     pub async fn watch_now_starts_when_asked_not_when_polled(b: &impl Backend) {
         let tracker = b.open().await;
         let before = new_upload("u1", *T0, false);
-        tracker.record_issued(vec![before.clone()]).await.unwrap();
-        receive(
-            &tracker,
-            &new_file_upload(before.upload_id.as_str(), "f1", None),
-            *T0 + 1,
-        )
-        .await;
+        issue_and_receive(&tracker, &before, "f1", *T0 + 1).await;
         let mut live = Box::pin(tracker.watch(CALLER, WatchStart::Now, None).await.unwrap());
         // Written after the watch was asked for, before it is first polled.
         let after = new_upload("u1", *T0 + 2, false);
-        tracker.record_issued(vec![after.clone()]).await.unwrap();
-        receive(
-            &tracker,
-            &new_file_upload(after.upload_id.as_str(), "f2", None),
-            *T0 + 3,
-        )
-        .await;
+        issue_and_receive(&tracker, &after, "f2", *T0 + 3).await;
         assert_eq!(
             next_change(&mut live).await.upload.upload_id,
             after.upload_id
@@ -681,13 +674,7 @@ mod cases {
         let later = *T0 + 31 * 86_400;
         tracker.prune(later).await.unwrap();
         let fresh = new_upload("u1", later, false);
-        tracker.record_issued(vec![fresh.clone()]).await.unwrap();
-        receive(
-            &tracker,
-            &new_file_upload(fresh.upload_id.as_str(), "f2", None),
-            later + 1,
-        )
-        .await;
+        issue_and_receive(&tracker, &fresh, "f2", later + 1).await;
         let next = tokio::time::timeout(Duration::from_secs(5), behind.next())
             .await
             .expect("an answer, not a wait");

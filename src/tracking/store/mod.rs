@@ -5,12 +5,13 @@
 
 mod batch;
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::future::Future;
 
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub(super) use postgres::PostgresStore;
+pub(super) use sqlite::SqliteStore;
 
 pub(crate) use batch::Incoming;
 

@@ -17,20 +17,21 @@ use std::str::FromStr;
 use std::sync::Weak;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use tokio::sync::watch;
 
 use super::batch::{self, Incoming};
+use super::rows;
 use super::{
     AppliedEvent, BatchTx, EXPIRE_PER_CALL, EventRow, FileLink, PruneReport, Store, StoredChange,
     decode_upload, encode_upload,
 };
 use crate::config::PostgresUrl;
+use crate::tracking::TrackingError;
 use crate::tracking::cursor::PageKey;
 use crate::tracking::model::{NewUpload, Receipt, Upload};
 use crate::tracking::state;
-use crate::tracking::{TrackingError, UploadId};
 
 /// The advisory lock of the writers (an arbitrary number owned by this application).
 const WRITER_LOCK: i64 = 0x766f_645f_7369_676e; // "vod_sign"
@@ -95,14 +96,14 @@ const SCHEMA: &[&str] = &[
     "INSERT INTO feed (id, pruned_through) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
 ];
 
-pub struct PostgresStore {
+pub(crate) struct PostgresStore {
     pool: PgPool,
 }
 
 impl PostgresStore {
     /// Connects and creates the tables if needed. A database that cannot be reached is
     /// [`TrackingError::Unavailable`].
-    pub async fn open(url: &PostgresUrl) -> Result<PostgresStore, TrackingError> {
+    pub(crate) async fn open(url: &PostgresUrl) -> Result<PostgresStore, TrackingError> {
         // The URL may hold a password: its parse error is reported without it.
         let options = PgConnectOptions::from_str(url.expose()).map_err(|_| {
             TrackingError::Unavailable("the PostgreSQL URL cannot be parsed".into())
@@ -293,16 +294,7 @@ impl Store for PostgresStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredChange {
-                    position: r.try_get("position")?,
-                    event_type: r.try_get("event_type")?,
-                    received_at: r.try_get("received_at")?,
-                    upload: decode_upload(r.try_get("snapshot")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::stored_change).collect()
     }
 
     async fn feed_bounds(&self) -> Result<(i64, i64), TrackingError> {
@@ -481,7 +473,7 @@ impl BatchTx for PgTx {
         .bind(upload_ids)
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.iter().map(issued_row).collect()
+        rows.iter().map(rows::issued_upload).collect()
     }
 
     async fn applied_events(
@@ -597,24 +589,4 @@ impl IssuedColumns {
         self.updated_at.push(snapshot.updated_at);
         self.snapshot.push(encode_upload(&snapshot));
     }
-}
-
-fn issued_row(row: &PgRow) -> Result<(NewUpload, Option<i64>), TrackingError> {
-    let upload_id: String = row.try_get("upload_id")?;
-    let upload_id = UploadId::parse(&upload_id)
-        .map_err(|e| TrackingError::Corrupt(format!("stored upload id: {e}")))?;
-    Ok((
-        NewUpload {
-            upload_id,
-            caller: row.try_get("caller")?,
-            user_id: row.try_get("user_id")?,
-            issued_at: row.try_get("issued_at")?,
-            expires_at: row.try_get("expires_at")?,
-            procedure: row.try_get("procedure")?,
-            source_context: row.try_get("source_context")?,
-            session_context: row.try_get("session_context")?,
-            one_time: row.try_get("one_time")?,
-        },
-        row.try_get("expired_at")?,
-    ))
 }

@@ -9,9 +9,7 @@ use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use vod_signer::config::Config;
 use vod_signer::testing::{TestServer, http_request, sha256_hex};
-use vod_signer_client::{
-    BearerToken, Error, IssueRequest, RetryPolicy, SignerClient, UploadState, WatchFrom,
-};
+use vod_signer_client::{Error, IssueRequest, SignerClient, UploadState, WatchFrom};
 
 const TOKEN: &str = "client-uploads-token-1";
 const PATH_TOKEN: &str = "client-test-path-token-0000";
@@ -62,16 +60,7 @@ async fn upload_completed(server: &TestServer, upload_id: &str, file_id: &str) {
 }
 
 fn client(addr: SocketAddr) -> SignerClient {
-    SignerClient::builder()
-        .endpoint(format!("http://{addr}"))
-        .bearer_token(BearerToken::new(TOKEN).unwrap())
-        .connect_timeout(Duration::from_secs(1))
-        .default_deadline(Duration::from_secs(5))
-        .retry_policy(RetryPolicy {
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(200),
-            ..RetryPolicy::default()
-        })
+    crate::support::client::builder(&[format!("http://{addr}")], TOKEN)
         .build()
         .unwrap()
 }

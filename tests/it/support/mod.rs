@@ -8,6 +8,7 @@ pub mod events;
 pub mod ops;
 pub mod params;
 pub mod postgres;
+pub mod process;
 pub mod pull;
 pub mod receiver;
 pub mod redis;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use tonic::Status;
+use tonic::{Status, Streaming};
 
 use vod_signer::config::Config;
 use vod_signer::proto::v1 as pb;
@@ -242,4 +242,71 @@ pub async fn wait_for_state(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("upload never reached {want:?}: {last:#?}");
+}
+
+/// Posts `body` signed with a `t` ten minutes ahead.
+pub async fn post_signed(server: &TestServer, body: Value) -> HttpResponse {
+    server.post_event(&signed(body, now() + 600)).await
+}
+
+/// Issues one tracked signature for `user_id` (caller `TRACKED`, default parameters) and
+/// returns its upload id.
+pub async fn issue_tracked(server: &TestServer, user_id: &str) -> String {
+    issue(server, TRACKED, user_id, pb::UploadParams::default())
+        .await
+        .unwrap()
+        .upload_id
+}
+
+/// Issues one tracked signature for `user_id`, then posts the signed F1 event (upload
+/// finished) for it with `file_id`, which must be stored (200); returns the upload id.
+pub async fn issue_and_post(server: &TestServer, user_id: &str, file_id: &str) -> String {
+    let upload_id = issue_tracked(server, user_id).await;
+    let response = post_signed(server, f1_for(&upload_id, file_id, None)).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    upload_id
+}
+
+/// Watches the changes to `token`'s uploads from now on. A watch starts at the current end,
+/// so it is given time to subscribe before the test commits the change it waits for.
+pub async fn watch(server: &TestServer, token: &str) -> Streaming<pb::UploadChange> {
+    let stream = server
+        .tracker()
+        .await
+        .watch_uploads(authed(pb::WatchUploadsRequest::default(), token))
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+}
+
+/// Watches the changes to `token`'s uploads from just after `cursor`.
+pub async fn resume_watch(
+    server: &TestServer,
+    token: &str,
+    cursor: String,
+) -> Streaming<pb::UploadChange> {
+    server
+        .tracker()
+        .await
+        .watch_uploads(authed(
+            pb::WatchUploadsRequest {
+                after_cursor: cursor,
+                user_id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The next change on `watch`, which must come within 5 s.
+pub async fn next_change(watch: &mut Streaming<pb::UploadChange>) -> pb::UploadChange {
+    tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("a change within 5 s")
+        .unwrap()
+        .expect("the watch still open")
 }

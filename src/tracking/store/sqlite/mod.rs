@@ -25,7 +25,7 @@ use writer::Writer;
 
 const READERS: u32 = 4;
 
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     writer: Writer,
     readers: SqlitePool,
     /// Keeps the checkpoint thread running while the store exists.
@@ -34,7 +34,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and its tables.
-    pub async fn open(path: &Path) -> Result<SqliteStore, TrackingError> {
+    pub(crate) async fn open(path: &Path) -> Result<SqliteStore, TrackingError> {
         let (writer, checkpoints) = {
             let path = path.to_owned();
             tokio::task::spawn_blocking(move || {
@@ -142,16 +142,7 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredChange {
-                    position: r.try_get("position")?,
-                    event_type: r.try_get("event_type")?,
-                    received_at: r.try_get("received_at")?,
-                    upload: decode_upload(r.try_get("snapshot")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(super::rows::stored_change).collect()
     }
 
     async fn feed_bounds(&self) -> Result<(i64, i64), TrackingError> {

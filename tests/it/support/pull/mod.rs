@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use vod_signer::config::{StoreLocation, TrackingSettings};
+use vod_signer::pull::{BackoffPolicy, PullTiming};
 use vod_signer::signature::{SecretId, SecretKey};
 use vod_signer::tracking::{NewUpload, Tracker, UploadId};
 use vod_signer::vod_api::{ApiClient, ApiCredential, ApiSettings};
@@ -20,6 +21,27 @@ use vod_signer::vod_api::{ApiClient, ApiCredential, ApiSettings};
 pub use standin::{Fault, STANDIN_SECRET_ID, STANDIN_SECRET_KEY, StandIn, StandInTiming};
 
 pub const CALLER: &str = "upload-bff";
+
+/// Pull timings scaled down for tests: short polls and confirm timeouts, quick backoff.
+pub fn fast_timing() -> PullTiming {
+    PullTiming {
+        pull_timeout: Duration::from_secs(2),
+        confirm_timeout: Duration::from_secs(1),
+        confirm_window: Duration::from_millis(1_500),
+        batches_in_flight: 4,
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+            rate_limited: Duration::from_millis(100),
+            auth_failure: Duration::from_millis(500),
+        },
+    }
+}
+
+/// Waits until the stand-in's queue holds no unconfirmed event.
+pub async fn queue_drained(standin: &StandIn, limit: Duration) {
+    eventually(limit, "the queue drained", || standin.unconfirmed() == 0).await;
+}
 
 /// A fixture from `../shared/vectors/vod-events/`.
 pub fn fixture(name: &str) -> Value {
