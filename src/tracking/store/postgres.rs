@@ -72,8 +72,15 @@ const SCHEMA: &[&str] = &[
         file_id TEXT,
         task_id TEXT)",
     "CREATE INDEX IF NOT EXISTS events_by_upload ON events (upload_id)",
-    "CREATE INDEX IF NOT EXISTS events_by_file ON events (file_id)",
-    "CREATE INDEX IF NOT EXISTS events_by_task ON events (task_id)",
+    // Uploads' files, found by FileId or procedure task id when a ProcedureStateChanged does
+    // not name its upload. Only matched NewFileUpload events are looked up this way, so only
+    // they are indexed: every other event costs no index entry.
+    "DROP INDEX IF EXISTS events_by_file",
+    "DROP INDEX IF EXISTS events_by_task",
+    "CREATE INDEX IF NOT EXISTS matched_by_file ON events (file_id)
+        WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS matched_by_task ON events (task_id)
+        WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL AND task_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at)",
     // Procedure events still waiting for their upload: linking searches these only, not
     // every unmatched event.
@@ -163,7 +170,11 @@ impl PostgresStore {
 
     async fn writer(&self) -> Result<PgTx, TrackingError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        // Every statement of a batch looks rows up by key. While a table is young (before
+        // autovacuum first analyzes it) the planner thinks it tiny and picks sequential scans,
+        // so each batch read every stored event once per lookup; `enable_seqscan = off` for
+        // this transaction alone (`set_config(.., true)` is SET LOCAL) keeps the indexes.
+        sqlx::query("SELECT pg_advisory_xact_lock($1), set_config('enable_seqscan', 'off', true)")
             .bind(WRITER_LOCK)
             .execute(&mut *tx)
             .await?;
@@ -448,10 +459,19 @@ impl BatchTx for PgTx {
         let file_id: Vec<&str> = links.iter().map(|l| l.file_id.as_str()).collect();
         let task_id: Vec<Option<&str>> = links.iter().map(|l| l.task_id.as_deref()).collect();
         Ok(sqlx::query_scalar(
-            "UPDATE events e SET upload_id = l.upload_id
-             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS l(upload_id, file_id, task_id)
-             WHERE e.upload_id IS NULL AND e.event_type = 'ProcedureStateChanged'
-               AND (e.file_id = l.file_id OR e.task_id = l.task_id)
+            // One join per waiting index: an OR across both columns in one join would leave the
+            // planner no index to use, and it would scan every stored event once per batch.
+            "WITH l AS (
+                SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
+                  AS l(upload_id, file_id, task_id)),
+             waiting AS (
+                SELECT e.dedupe_key, l.upload_id FROM l JOIN events e ON e.file_id = l.file_id
+                 WHERE e.upload_id IS NULL AND e.event_type = 'ProcedureStateChanged'
+                UNION
+                SELECT e.dedupe_key, l.upload_id FROM l JOIN events e ON e.task_id = l.task_id
+                 WHERE e.upload_id IS NULL AND e.event_type = 'ProcedureStateChanged')
+             UPDATE events e SET upload_id = waiting.upload_id
+             FROM waiting WHERE e.dedupe_key = waiting.dedupe_key
              RETURNING e.upload_id",
         )
         .bind(upload_id)

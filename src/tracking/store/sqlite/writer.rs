@@ -23,7 +23,7 @@ use crate::tracking::model::{NewUpload, Receipt};
 use crate::tracking::state;
 
 /// The writer's page cache, in KiB.
-const CACHE_KIB: i64 = 64 * 1024;
+const CACHE_KIB: i64 = 16 * 1024;
 
 /// Distinct statements the writer runs; all stay prepared.
 const STATEMENT_CACHE: usize = 64;
