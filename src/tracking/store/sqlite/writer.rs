@@ -56,6 +56,7 @@ impl Writer {
         )?;
         // A batch touches index pages all over the events and uploads tables; reading them
         // back from the file each time cost more than keeping them (the default is 2 MiB).
+        // Not more: SQLite walks the whole cache at the end of every write transaction.
         connection.pragma_update(None, "cache_size", -CACHE_KIB)?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         for statement in SCHEMA {
