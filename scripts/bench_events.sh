@@ -4,6 +4,7 @@
 #
 #   scripts/bench_events.sh                       # both stores, 32 and 128 connections
 #   STORES=sqlite UPLOADS=5000 CONNECTIONS=128 scripts/bench_events.sh
+#   BENCH_LOG_DIR=/tmp/logs scripts/bench_events.sh   # keep each server's log there
 #
 # For each store it starts `vod-signer serve` (release build) from a configuration in a
 # temporary directory (PostgreSQL: its own server from /usr/lib/postgresql/15 on a free port,
