@@ -153,7 +153,9 @@ impl Voucher {
 
     /// A known caller has used the connection: it is no longer evicted for newcomers.
     pub(crate) fn vouch(&self) {
-        if self.vouched.swap(true, Ordering::Relaxed) {
+        // Every call of a known caller comes here: a plain load keeps the common case from
+        // writing the shared flag.
+        if self.is_vouched() || self.vouched.swap(true, Ordering::Relaxed) {
             return;
         }
         // Already evicted (the race is lost): the connection is closing anyway.

@@ -326,3 +326,40 @@ async fn health_watches_are_bounded() {
     drop((second, third));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_used_only_for_upload_tracking_keeps_its_place_too() {
+    use crate::support::receiver::{EventsDir, TRACKED, authed, start_events};
+    use vod_signer::proto::v1 as pb;
+
+    let dir = EventsDir::new();
+    let text = format!(
+        "{}\n[transport]\nmax_connections = 2\n",
+        dir.toml("sqlite:uploads.db", false)
+    );
+    let server = start_events(dir.config(&text)).await;
+    let mut tracker = server.tracker().await;
+    let get = || {
+        authed(
+            pb::GetUploadRequest {
+                upload_id: "up_AAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+            TRACKED,
+        )
+    };
+    let missing = tracker.get_upload(get()).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+
+    // Two newcomers for one free place: the second pushes out the oldest connection no known
+    // caller used, which is the first newcomer, not the tracker's older connection.
+    let mut first = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _second = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut first, Duration::from_secs(2)).await,
+        "the tracker's connection gave way instead of the silent one"
+    );
+    let missing = tracker.get_upload(get()).await.unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    server.stop().await;
+}
