@@ -11,6 +11,7 @@ mod error;
 use std::future::Future;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -37,27 +38,37 @@ pub(crate) const EVENTS_PATH_PREFIX: &str = "/vod/events/";
 /// What the receiver needs; shared by every request.
 pub(crate) struct Receiver {
     tracker: Tracker,
-    path_token: PathToken,
-    sign_key: Option<SignKey>,
+    /// The path token and SignKey in effect; a configuration reload replaces them together.
+    credentials: ArcSwap<Credentials>,
     metrics: Arc<Metrics>,
     clock: Clock,
+}
+
+/// How a callback proves it comes from VOD: its path, and its `Sign`/`T` when a SignKey is set.
+pub(crate) struct Credentials {
+    pub path_token: PathToken,
+    pub sign_key: Option<SignKey>,
 }
 
 impl Receiver {
     pub(crate) fn new(
         tracker: Tracker,
-        path_token: PathToken,
-        sign_key: Option<SignKey>,
+        credentials: Credentials,
         metrics: Arc<Metrics>,
         clock: Clock,
     ) -> Self {
         Receiver {
             tracker,
-            path_token,
-            sign_key,
+            credentials: ArcSwap::from_pointee(credentials),
             metrics,
             clock,
         }
+    }
+
+    /// Takes effect for the next request: a callback already being read is checked against
+    /// the credentials it started with.
+    pub(crate) fn replace_credentials(&self, credentials: Credentials) {
+        self.credentials.store(Arc::new(credentials));
     }
 }
 
@@ -127,7 +138,8 @@ async fn receive(
         .path()
         .strip_prefix(EVENTS_PATH_PREFIX)
         .ok_or(ReceiveError::NotFound)?;
-    if !receiver.path_token.matches(token) {
+    let credentials = receiver.credentials.load_full();
+    if !credentials.path_token.matches(token) {
         return Err(ReceiveError::NotFound);
     }
     if request.method() != Method::POST {
@@ -138,7 +150,7 @@ async fn receive(
     let raw = read_body(&parts.headers, body).await?;
     let notification = events::parse(&raw)?;
     *event_type = type_label(&notification);
-    if let Some(key) = &receiver.sign_key {
+    if let Some(key) = &credentials.sign_key {
         authenticate(
             key,
             &raw,

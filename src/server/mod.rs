@@ -24,7 +24,7 @@ use crate::proto::v1::upload_tracker_server::{
 };
 use crate::pull::{PullTasks, PullTiming};
 use crate::quota::{MemoryStore, QuotaStore, Quotas, RedisStore, StoreError};
-use crate::receiver::Receiver;
+use crate::receiver::{Credentials, Receiver};
 #[cfg(feature = "testsuite")]
 use crate::service::IssueHook;
 use crate::service::{Clock, ConfigSnapshot, RandomSlots, SignerService, TrackerService};
@@ -238,6 +238,8 @@ pub(crate) async fn serve_with(
         })));
     }
 
+    // Kept for reloads, which replace its path token and SignKey.
+    let mut receiver_handle = None;
     let events_addr = match (&tracker, &config.events) {
         (Some(tracker), Some(events)) => {
             let listener = match (events_listener, events.listen) {
@@ -260,11 +262,14 @@ pub(crate) async fn serve_with(
                     let addr = listener.local_addr().ok();
                     let receiver = Arc::new(Receiver::new(
                         tracker.clone(),
-                        path_token.clone(),
-                        events.sign_key.clone(),
+                        Credentials {
+                            path_token: path_token.clone(),
+                            sign_key: events.sign_key.clone(),
+                        },
                         metrics.clone(),
                         clock.clone(),
                     ));
+                    receiver_handle = Some(receiver.clone());
                     let mut stopped = draining_rx.clone();
                     // Stops accepting with the gRPC server; requests in flight finish.
                     let shutdown = async move {
@@ -350,6 +355,7 @@ pub(crate) async fn serve_with(
         config: config.clone(),
         snapshot: snapshot.clone(),
         tls: tls.clone(),
+        receiver: receiver_handle,
         metrics: metrics.clone(),
     };
     helpers.push(AbortOnDrop(tokio::spawn(reloadable.run(reload_requests))));

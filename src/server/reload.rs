@@ -7,7 +7,8 @@
 //! counted (`vod_signer_config_reloads_total{result="failed"}`).
 //!
 //! Addresses, the quota store and transport limits are fixed for the life of the process; a
-//! reload that changes them applies everything else and logs that those need a restart.
+//! reload that changes them applies everything else and logs that those need a restart. The
+//! event receiver's path token and SignKey are replaced with the rest.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio_rustls::rustls::ServerConfig;
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::receiver::{Credentials, Receiver};
 use crate::service::ConfigSnapshot;
 
 /// Why a reload did not happen.
@@ -77,6 +79,8 @@ pub(super) struct Reloadable {
     pub config: Config,
     pub snapshot: Arc<ArcSwap<ConfigSnapshot>>,
     pub tls: Option<Arc<ArcSwap<ServerConfig>>>,
+    /// The event receiver, if it runs: its path token and SignKey follow the file.
+    pub receiver: Option<Arc<Receiver>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -115,7 +119,22 @@ impl Reloadable {
         }
         // Against the start-up configuration, not the last reload's: a change that waits for
         // a restart keeps being reported by every reload until the restart happens.
-        let fixed = fixed_fields_changed(&self.started, &new);
+        let mut fixed = fixed_fields_changed(&self.started, &new);
+        if let Some(receiver) = &self.receiver {
+            match new
+                .events
+                .as_ref()
+                .and_then(|e| Some((e.path_token.clone()?, e)))
+            {
+                Some((path_token, events)) => receiver.replace_credentials(Credentials {
+                    path_token,
+                    sign_key: events.sign_key.clone(),
+                }),
+                // The receiver keeps listening with the token it has until a restart turns
+                // it off.
+                None => fixed.push("events (removing the receiver or its path token)"),
+            }
+        }
         if !fixed.is_empty() {
             tracing::warn!(
                 fields = fixed.join(", "),

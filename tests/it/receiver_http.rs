@@ -785,3 +785,37 @@ async fn a_cursor_older_than_retention_is_out_of_range() {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_replaces_the_path_token_and_the_sign_key() {
+    let dir = EventsDir::new();
+    let server = start_events(dir.sqlite_config(true)).await;
+    let addr = server.events_addr.unwrap();
+    let id = issue_tracked(&server, "alice").await;
+    let t = now();
+    let old_path = server.events_path();
+    let first = signed(f1_for(&id, "file-before", None), t);
+    let response = http_request(addr, "POST", &old_path, &[], &first).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+
+    let new_token = "rotated-path-token-9876543210abcdef";
+    let new_key = "RotatedSignKey2";
+    std::fs::write(dir.path().join("path-token"), new_token).unwrap();
+    std::fs::write(dir.path().join("sign-key"), new_key).unwrap();
+    let outcome = server.reload.reload().await.expect("the reload succeeds");
+    assert!(outcome.pending_restart.is_empty(), "{outcome:?}");
+
+    let new_path = format!("/vod/events/{new_token}");
+    let mut body = f1_for(&id, "file-after", None);
+    body["T"] = Value::from(t);
+    body["Sign"] = Value::from(md5_hex(format!("{new_key}{t}").as_bytes()));
+    let body = serde_json::to_vec(&body).unwrap();
+    let old_token = http_request(addr, "POST", &old_path, &[], &body).await;
+    assert_eq!(old_token.status, 404, "the old path token still works");
+    let old_key = signed(f1_for(&id, "file-after", None), t);
+    let old_signature = http_request(addr, "POST", &new_path, &[], &old_key).await;
+    assert_eq!(old_signature.status, 401, "the old SignKey still works");
+    let rotated = http_request(addr, "POST", &new_path, &[], &body).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    server.stop().await;
+}
