@@ -188,21 +188,26 @@ fn fixed_fields_changed(old: &Config, new: &Config) -> Vec<&'static str> {
         changed.push("events.listen");
     }
     // The consumer and the reconciler keep the API client they started with (a rotated
-    // active key included, when it is their credential).
-    let api = |api: Option<&crate::vod_api::ApiSettings>| {
-        api.map(|a| {
-            (
-                a.endpoint.clone(),
-                a.region.clone(),
-                a.sub_app_id,
-                a.credential.secret_id().clone(),
-            )
-        })
+    // active key included, when it is their credential, and a SecretKey rotated under the
+    // same SecretId).
+    let same_api = |a: Option<&crate::vod_api::ApiSettings>,
+                    b: Option<&crate::vod_api::ApiSettings>| match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.endpoint == b.endpoint
+                && a.region == b.region
+                && a.sub_app_id == b.sub_app_id
+                && a.credential.same_as(&b.credential)
+        }
+        _ => false,
     };
-    if api(old.pull.as_ref().map(|p| &p.api)) != api(new.pull.as_ref().map(|p| &p.api)) {
+    if !same_api(
+        old.pull.as_ref().map(|p| &p.api),
+        new.pull.as_ref().map(|p| &p.api),
+    ) {
         changed.push("events.pull");
     }
-    if api(old.reconcile_api.as_ref()) != api(new.reconcile_api.as_ref()) {
+    if !same_api(old.reconcile_api.as_ref(), new.reconcile_api.as_ref()) {
         changed.push("reconciliation API (tracking.reconcile_api, events.pull or the active key)");
     }
     changed

@@ -38,6 +38,12 @@ impl ApiCredential {
     pub fn secret_id(&self) -> &SecretId {
         &self.secret_id
     }
+
+    /// Whether both are the same key pair: a SecretKey rotated under the same SecretId is a
+    /// different credential.
+    pub(crate) fn same_as(&self, other: &ApiCredential) -> bool {
+        self.secret_id == other.secret_id && self.secret_key.expose() == other.secret_key.expose()
+    }
 }
 
 impl fmt::Debug for ApiCredential {

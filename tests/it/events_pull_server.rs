@@ -309,5 +309,25 @@ async fn a_reload_reports_changed_api_settings_as_pending_a_restart() {
         "{:?}",
         pulling.pending_restart
     );
+
+    // Back to the start-up settings, then only the SecretKey rotated under the same SecretId:
+    // the reconciler still signs with the old one.
+    dir.config(&section(&standin.endpoint()));
+    let back = handle.reload().await.unwrap();
+    assert!(
+        back.pending_restart.is_empty(),
+        "{:?}",
+        back.pending_restart
+    );
+    std::fs::write(dir.path().join("secret-key"), "rotated-secret-key-same-id").unwrap();
+    let rotated = handle.reload().await.unwrap();
+    assert!(
+        rotated
+            .pending_restart
+            .iter()
+            .any(|field| field.starts_with("reconciliation API")),
+        "{:?}",
+        rotated.pending_restart
+    );
     server.stop().await;
 }
