@@ -2,6 +2,7 @@
 //! ready at once; see `writer`), one prepared statement per row: in-process, a row costs a
 //! step of a cached statement, so nothing is gained by building one statement per list.
 
+use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, params};
 
 use super::super::{AppliedEvent, BatchTx, EventRow, FileLink, encode_upload};
@@ -125,9 +126,14 @@ impl BatchTx for WriteTx<'_> {
         for id in upload_ids {
             let row = query
                 .query_row([id], |row| {
+                    let upload_id: String = row.get("upload_id")?;
+                    // A stored id that no longer parses is corrupt data (see `TrackingError`).
+                    let upload_id = UploadId::parse(&upload_id).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e))
+                    })?;
                     Ok((
-                        row.get::<_, String>("upload_id")?,
-                        NewUploadRow {
+                        NewUpload {
+                            upload_id,
                             caller: row.get("caller")?,
                             user_id: row.get("user_id")?,
                             issued_at: row.get("issued_at")?,
@@ -141,11 +147,7 @@ impl BatchTx for WriteTx<'_> {
                     ))
                 })
                 .optional()?;
-            if let Some((upload_id, upload, expired_at)) = row {
-                let upload_id = UploadId::parse(&upload_id)
-                    .map_err(|e| TrackingError::Corrupt(format!("stored upload id: {e}")))?;
-                found.push((upload.with_id(upload_id), expired_at));
-            }
+            found.extend(row);
         }
         Ok(found)
     }
@@ -212,33 +214,5 @@ impl BatchTx for WriteTx<'_> {
             ])?;
         }
         Ok(())
-    }
-}
-
-/// An issued record as read, before its id is checked.
-struct NewUploadRow {
-    caller: String,
-    user_id: String,
-    issued_at: i64,
-    expires_at: i64,
-    procedure: Option<String>,
-    source_context: Option<String>,
-    session_context: Option<String>,
-    one_time: bool,
-}
-
-impl NewUploadRow {
-    fn with_id(self, upload_id: UploadId) -> NewUpload {
-        NewUpload {
-            upload_id,
-            caller: self.caller,
-            user_id: self.user_id,
-            issued_at: self.issued_at,
-            expires_at: self.expires_at,
-            procedure: self.procedure,
-            source_context: self.source_context,
-            session_context: self.session_context,
-            one_time: self.one_time,
-        }
     }
 }
