@@ -2,7 +2,7 @@
 //! open questions), so every plausible place is tried, most likely first, and the place found
 //! is reported so operators can see what VOD really does.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Where the pair was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,19 +57,40 @@ pub fn locate_sign(
     query: Option<&str>,
     header: impl Fn(&str) -> Option<String>,
 ) -> Option<SignedPair> {
-    if let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) {
-        for (sign, t, location) in [
-            ("Sign", "T", SignLocation::Body),
-            ("sign", "t", SignLocation::BodyLowercase),
-        ] {
-            if let (Some(Value::String(s)), Some(t)) = (fields.get(sign), fields.get(t)) {
-                return Some(SignedPair {
-                    sign: s.clone(),
-                    t: json_int(t),
-                    location,
-                });
-            }
-        }
+    let in_body = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => in_fields(&fields),
+        _ => None,
+    };
+    outside_body(in_body, query, header)
+}
+
+/// The pair in a body's top-level fields (`Sign`/`T`, then `sign`/`t`).
+pub(crate) fn in_fields(fields: &Map<String, Value>) -> Option<SignedPair> {
+    [
+        ("Sign", "T", SignLocation::Body),
+        ("sign", "t", SignLocation::BodyLowercase),
+    ]
+    .into_iter()
+    .find_map(
+        |(sign, t, location)| match (fields.get(sign), fields.get(t)) {
+            (Some(Value::String(s)), Some(t)) => Some(SignedPair {
+                sign: s.clone(),
+                t: json_int(t),
+                location,
+            }),
+            _ => None,
+        },
+    )
+}
+
+/// [`locate_sign`] for a body whose own pair (if any) was found by [`in_fields`].
+pub(crate) fn outside_body(
+    in_body: Option<SignedPair>,
+    query: Option<&str>,
+    header: impl Fn(&str) -> Option<String>,
+) -> Option<SignedPair> {
+    if in_body.is_some() {
+        return in_body;
     }
     if let Some(query) = query {
         let find = |names: [&str; 2]| {

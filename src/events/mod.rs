@@ -11,6 +11,7 @@ mod notification;
 
 pub use auth::{CallbackAuthError, SignKey, verify_sign};
 pub use dedupe::dedupe_key;
-pub use locate::{SignLocation, locate_sign};
+pub(crate) use locate::outside_body as locate_sign_outside_body;
+pub use locate::{SignLocation, SignedPair, locate_sign};
 pub use notification::{EventParseError, Notification, ProcedureStatus, SubtaskStatus, parse};
-pub(crate) use notification::{FileUpload, ProcedureChange, parse_keyed};
+pub(crate) use notification::{FileUpload, ProcedureChange, parse_body, parse_keyed};

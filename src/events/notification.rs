@@ -140,6 +140,27 @@ pub(crate) fn parse_keyed(raw: &[u8]) -> Result<(Notification, String), EventPar
     Ok((notification, super::dedupe::key_of(body)))
 }
 
+/// Everything a receiver asks of one callback body, reading the JSON once.
+#[derive(Debug)]
+pub(crate) struct ParsedBody {
+    pub notification: Notification,
+    pub dedupe_key: String,
+    /// The `Sign`/`T` pair of the body's own fields, if it carries one.
+    pub sign: Option<super::SignedPair>,
+}
+
+/// [`parse_keyed`], and the body's own `Sign`/`T` pair.
+pub(crate) fn parse_body(raw: &[u8]) -> Result<ParsedBody, EventParseError> {
+    let body = object_of(raw)?;
+    let notification = parse_object(&body)?;
+    let sign = super::locate::in_fields(&body);
+    Ok(ParsedBody {
+        notification,
+        dedupe_key: super::dedupe::key_of(body),
+        sign,
+    })
+}
+
 pub(super) fn object_of(raw: &[u8]) -> Result<Map<String, Value>, EventParseError> {
     match serde_json::from_slice(raw) {
         Ok(Value::Object(body)) => Ok(body),

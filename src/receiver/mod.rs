@@ -148,12 +148,12 @@ async fn receive(
     let query = request.uri().query().map(str::to_owned);
     let (parts, body) = request.into_parts();
     let raw = read_body(&parts.headers, body).await?;
-    let notification = events::parse(&raw)?;
-    *event_type = type_label(&notification);
+    let parsed = events::parse_body(&raw)?;
+    *event_type = type_label(&parsed.notification);
     if let Some(key) = &credentials.sign_key {
         authenticate(
             key,
-            &raw,
+            parsed.sign,
             query.as_deref(),
             &parts.headers,
             receiver.clock.now(),
@@ -164,10 +164,14 @@ async fn receive(
         received_at: receiver.clock.now(),
         delivery: Delivery::Push,
     };
-    let receipt = receiver.tracker.receive(event).await.map_err(|e| match e {
-        TrackingError::Unavailable(_) => ReceiveError::StoreUnavailable,
-        other => ReceiveError::Internal(other.to_string()),
-    })?;
+    let receipt = receiver
+        .tracker
+        .receive_parsed(event, parsed.notification, parsed.dedupe_key)
+        .await
+        .map_err(|e| match e {
+            TrackingError::Unavailable(_) => ReceiveError::StoreUnavailable,
+            other => ReceiveError::Internal(other.to_string()),
+        })?;
     Ok(match receipt {
         Receipt::Applied => "applied",
         Receipt::Duplicate => "duplicate",
@@ -203,15 +207,16 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ReceiveEr
     }
 }
 
-/// Checks the `Sign`/`T` pair wherever the callback carries it; nothing is stored without it.
+/// Checks the `Sign`/`T` pair wherever the callback carries it (`in_body`: the pair of the
+/// body's own fields); nothing is stored without it.
 fn authenticate(
     key: &SignKey,
-    raw: &[u8],
+    in_body: Option<events::SignedPair>,
     query: Option<&str>,
     headers: &HeaderMap,
     now: i64,
 ) -> Result<(), ReceiveError> {
-    let pair = events::locate_sign(raw, query, |name| {
+    let pair = events::locate_sign_outside_body(in_body, query, |name| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())

@@ -9,7 +9,9 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::Stream;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::cursor::{PageKey, decode_page_token, encode_page_token};
@@ -18,10 +20,11 @@ use super::model::{
     UploadPage, WatchStart,
 };
 use super::store::{
-    AnyStore, EXPIRE_PER_CALL, Incoming, PostgresStore, PruneReport, SqliteStore, Store,
+    AnyStore, Durable, EXPIRE_PER_CALL, Incoming, PostgresStore, PruneReport, SqliteStore, Store,
 };
 use super::{TrackingError, UploadId};
 use crate::config::{StoreLocation, TrackingSettings};
+use crate::events::Notification;
 
 /// `list_uploads` with a page size of 0.
 pub(super) const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -101,7 +104,21 @@ impl Tracker {
     /// Stores one authenticated notification body durably (deduplicated), then applies it to
     /// its upload. Ok only once the body is committed. Concurrent calls share a transaction.
     pub async fn receive(&self, event: ReceivedEvent) -> Result<Receipt, TrackingError> {
-        let event = Incoming::prepare(event)?;
+        self.enqueue(Incoming::prepare(event)?).await
+    }
+
+    /// [`Tracker::receive`] for a body its caller parsed already (`events::parse_body`).
+    pub(crate) async fn receive_parsed(
+        &self,
+        event: ReceivedEvent,
+        notification: Notification,
+        dedupe_key: String,
+    ) -> Result<Receipt, TrackingError> {
+        self.enqueue(Incoming::parsed(event, notification, dedupe_key))
+            .await
+    }
+
+    async fn enqueue(&self, event: Incoming) -> Result<Receipt, TrackingError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .intake
@@ -248,30 +265,75 @@ impl std::fmt::Debug for Tracker {
     }
 }
 
-/// The group-commit loop: ends when every `Tracker` clone is gone.
+/// The group-commit loop: ends when every `Tracker` clone is gone and every batch is answered.
+///
+/// A batch is taken from the queue as soon as the store is free for it, and answered once its
+/// commit is durable. A store that lets go before its commit is on disk (SQLite) thus runs the
+/// next batch's statements during the previous one's fsync.
 async fn run_intake(
     store: AnyStore,
     feed: Arc<watch::Sender<u64>>,
     mut queue: mpsc::Receiver<Pending>,
 ) {
+    type Replies = Vec<oneshot::Sender<Result<Receipt, TrackingError>>>;
+    type Committing = BoxFuture<'static, (Result<(Vec<Receipt>, Durable), TrackingError>, Replies)>;
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (events, replies): (Vec<Incoming>, Vec<_>) =
-            batch.drain(..).map(|p| (p.event, p.reply)).unzip();
-        match store.commit_batch(events).await {
-            Ok(receipts) => {
-                if receipts.contains(&Receipt::Applied) {
-                    feed.send_modify(|n| *n += 1);
+    let mut committing: Option<Committing> = None;
+    let mut syncing = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            Some((result, replies)) = syncing.next(), if !syncing.is_empty() => {
+                answer(&feed, result, replies);
+            }
+            (result, replies) = async {
+                match committing.as_mut() {
+                    Some(commit) => commit.await,
+                    None => std::future::pending().await,
                 }
-                for (reply, receipt) in replies.into_iter().zip(receipts) {
-                    let _ = reply.send(Ok(receipt));
+            }, if committing.is_some() => {
+                committing = None;
+                match result {
+                    Ok((receipts, durable)) => syncing.push(async move {
+                        (durable.await.map(|()| receipts), replies)
+                    }),
+                    Err(error) => answer(&feed, Err(error), replies),
                 }
             }
-            Err(error) => {
-                tracing::warn!(%error, events = replies.len(), "event batch not stored");
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+            received = queue.recv_many(&mut batch, MAX_BATCH), if open && committing.is_none() => {
+                if received == 0 {
+                    open = false;
+                    continue;
                 }
+                let (events, replies): (Vec<Incoming>, Replies) =
+                    batch.drain(..).map(|p| (p.event, p.reply)).unzip();
+                let store = store.clone();
+                committing = Some(Box::pin(async move { (store.commit_batch(events).await, replies) }));
+            }
+            else => return,
+        }
+    }
+}
+
+/// Answers every event of one committed (or failed) batch.
+fn answer(
+    feed: &watch::Sender<u64>,
+    result: Result<Vec<Receipt>, TrackingError>,
+    replies: Vec<oneshot::Sender<Result<Receipt, TrackingError>>>,
+) {
+    match result {
+        Ok(receipts) => {
+            if receipts.contains(&Receipt::Applied) {
+                feed.send_modify(|n| *n += 1);
+            }
+            for (reply, receipt) in replies.into_iter().zip(receipts) {
+                let _ = reply.send(Ok(receipt));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, events = replies.len(), "event batch not stored");
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
             }
         }
     }

@@ -31,13 +31,23 @@ impl Incoming {
     pub fn prepare(event: ReceivedEvent) -> Result<Incoming, TrackingError> {
         let (notification, dedupe_key) =
             events::parse_keyed(&event.raw).map_err(TrackingError::InvalidEvent)?;
-        Ok(Incoming {
+        Ok(Incoming::parsed(event, notification, dedupe_key))
+    }
+
+    /// An event whose body was parsed already; `notification` and `dedupe_key` must be what
+    /// `events::parse_keyed` makes of `event.raw`.
+    pub fn parsed(
+        event: ReceivedEvent,
+        notification: Notification,
+        dedupe_key: String,
+    ) -> Incoming {
+        Incoming {
             dedupe_key,
             received_at: event.received_at,
             delivery: event.delivery,
             raw: event.raw,
             notification,
-        })
+        }
     }
 
     /// The upload id the event names itself, if it is a well-formed one.

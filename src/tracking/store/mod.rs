@@ -10,6 +10,8 @@ mod sqlite;
 
 use std::future::Future;
 
+use futures_util::future::BoxFuture;
+
 pub(super) use postgres::PostgresStore;
 pub(super) use sqlite::SqliteStore;
 
@@ -36,18 +38,24 @@ pub struct PruneReport {
     pub changes: u64,
 }
 
-/// What the tracker needs from a store. Every write is durable when its future resolves Ok.
+/// What a committed batch waits for before it is answered: its commit reaching the disk.
+pub(crate) type Durable = BoxFuture<'static, Result<(), TrackingError>>;
+
+/// What the tracker needs from a store. Every write is durable when its future resolves Ok,
+/// except that `commit_batch` hands its durability back as a [`Durable`].
 pub(crate) trait Store: Send + Sync + 'static {
     fn record_issued(
         &self,
         uploads: &[NewUpload],
     ) -> impl Future<Output = Result<(), TrackingError>> + Send;
 
-    /// Stores and applies one group of events in ONE transaction; one receipt per event.
+    /// Stores and applies one group of events in ONE transaction; one receipt per event. The
+    /// store is free for the next batch when this resolves, and the batch is durable once the
+    /// returned [`Durable`] resolves Ok (the one write that may resolve before that).
     fn commit_batch(
         &self,
         batch: Vec<Incoming>,
-    ) -> impl Future<Output = Result<Vec<Receipt>, TrackingError>> + Send;
+    ) -> impl Future<Output = Result<(Vec<Receipt>, Durable), TrackingError>> + Send;
 
     fn get_upload(
         &self,
@@ -202,7 +210,10 @@ impl Store for AnyStore {
     async fn record_issued(&self, uploads: &[NewUpload]) -> Result<(), TrackingError> {
         dispatch!(self, s => s.record_issued(uploads).await)
     }
-    async fn commit_batch(&self, batch: Vec<Incoming>) -> Result<Vec<Receipt>, TrackingError> {
+    async fn commit_batch(
+        &self,
+        batch: Vec<Incoming>,
+    ) -> Result<(Vec<Receipt>, Durable), TrackingError> {
         dispatch!(self, s => s.commit_batch(batch).await)
     }
     async fn get_upload(

@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use super::batch::{self, Incoming};
 use super::rows;
 use super::{
-    AppliedEvent, BatchTx, EXPIRE_PER_CALL, EventRow, FileLink, PruneReport, Store, StoredChange,
-    decode_upload, encode_upload,
+    AppliedEvent, BatchTx, Durable, EXPIRE_PER_CALL, EventRow, FileLink, PruneReport, Store,
+    StoredChange, decode_upload, encode_upload,
 };
 use crate::config::PostgresUrl;
 use crate::tracking::TrackingError;
@@ -242,11 +242,15 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn commit_batch(&self, batch: Vec<Incoming>) -> Result<Vec<Receipt>, TrackingError> {
+    async fn commit_batch(
+        &self,
+        batch: Vec<Incoming>,
+    ) -> Result<(Vec<Receipt>, Durable), TrackingError> {
         let mut tx = self.writer().await?;
         let receipts = batch::apply(&mut tx, &batch).await?;
         tx.commit().await?;
-        Ok(receipts)
+        // PostgreSQL's COMMIT returns once the commit is flushed.
+        Ok((receipts, Box::pin(std::future::ready(Ok(())))))
     }
 
     async fn get_upload(

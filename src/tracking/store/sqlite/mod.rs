@@ -3,10 +3,12 @@
 //! All writes go through one connection (`writer`), so SQLite never has to arbitrate between
 //! writers (no `SQLITE_BUSY`), and change positions (AUTOINCREMENT) are assigned in commit
 //! order. Reads use a separate pool of read-only connections (sqlx) and are not blocked by the
-//! writer. `synchronous = FULL`: a commit is on disk before the tracker answers.
+//! writer. A write resolves only once its commit is on disk (`durability`), and the feed is
+//! served only up to the last position on disk.
 
 mod batch_tx;
 mod checkpoint;
+mod durability;
 mod schema;
 mod writer;
 
@@ -17,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
 use super::batch::Incoming;
-use super::{PruneReport, Store, StoredChange, decode_upload};
+use super::{Durable, PruneReport, Store, StoredChange, decode_upload};
 use crate::tracking::TrackingError;
 use crate::tracking::cursor::PageKey;
 use crate::tracking::model::{NewUpload, Receipt, Upload};
@@ -65,7 +67,10 @@ impl Store for SqliteStore {
         self.writer.record_issued(uploads.to_vec()).await
     }
 
-    async fn commit_batch(&self, batch: Vec<Incoming>) -> Result<Vec<Receipt>, TrackingError> {
+    async fn commit_batch(
+        &self,
+        batch: Vec<Incoming>,
+    ) -> Result<(Vec<Receipt>, Durable), TrackingError> {
         self.writer.commit_batch(batch).await
     }
 
@@ -132,11 +137,12 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredChange>, TrackingError> {
         let rows = sqlx::query(
             "SELECT position, event_type, received_at, snapshot FROM changes
-             WHERE caller = ? AND position > ? AND (? IS NULL OR user_id = ?)
+             WHERE caller = ? AND position > ? AND position <= ? AND (? IS NULL OR user_id = ?)
              ORDER BY position LIMIT ?",
         )
         .bind(caller)
         .bind(after)
+        .bind(self.writer.durable_position())
         .bind(user_id)
         .bind(user_id)
         .bind(i64::from(limit))
@@ -147,10 +153,11 @@ impl Store for SqliteStore {
 
     async fn feed_bounds(&self) -> Result<(i64, i64), TrackingError> {
         let row = sqlx::query(
-            "SELECT MAX(COALESCE((SELECT MAX(position) FROM changes), 0), pruned_through),
+            "SELECT MAX(MIN(COALESCE((SELECT MAX(position) FROM changes), 0), ?), pruned_through),
                     pruned_through
              FROM feed WHERE id = 1",
         )
+        .bind(self.writer.durable_position())
         .fetch_one(&self.readers)
         .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))

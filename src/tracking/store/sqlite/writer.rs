@@ -5,7 +5,8 @@
 //! behind the HTTP requests queued on the runtime, so the intake's single writer spent most of
 //! a commit waiting rather than working (BENCHMARKS.md, "Upload events"). Here a whole write
 //! (every statement, the commit and its fsync) runs as one blocking call, with statements
-//! prepared once and cached.
+//! prepared once and cached. The fsync that makes a commit durable runs afterwards, on the
+//! `durability` thread, while this connection already serves the next write.
 
 use std::future::Future;
 use std::path::Path;
@@ -16,7 +17,8 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::super::batch::{self, Incoming};
-use super::super::{EXPIRE_PER_CALL, PruneReport, encode_upload};
+use super::super::{Durable, EXPIRE_PER_CALL, PruneReport, encode_upload};
+use super::durability::Durability;
 use super::schema::SCHEMA;
 use crate::tracking::TrackingError;
 use crate::tracking::model::{NewUpload, Receipt};
@@ -32,6 +34,7 @@ const STATEMENT_CACHE: usize = 64;
 #[derive(Clone)]
 pub(super) struct Writer {
     connection: Arc<Mutex<Connection>>,
+    durability: Arc<Durability>,
 }
 
 impl Writer {
@@ -46,8 +49,9 @@ impl Writer {
                 path.display()
             )));
         }
-        // A commit is on disk before the tracker answers.
-        connection.pragma_update(None, "synchronous", "FULL")?;
+        // COMMIT writes the log without syncing it; `Durability` syncs it before a write is
+        // answered, after this connection has moved on.
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
         // The `checkpoint` thread does this routinely; the writer only if it falls behind.
         connection.pragma_update(
             None,
@@ -62,25 +66,46 @@ impl Writer {
         for statement in SCHEMA {
             connection.execute_batch(statement)?;
         }
+        let durability = Durability::start(path, last_position(&connection)?)?;
         Ok(Writer {
             connection: Arc::new(Mutex::new(connection)),
+            durability: Arc::new(durability),
         })
     }
 
+    /// The last feed position that is on disk; readers serve the feed up to it.
+    pub(super) fn durable_position(&self) -> i64 {
+        self.durability.durable_position()
+    }
+
     /// Runs `write` in one transaction on a blocking thread; commits if it returns Ok, and
-    /// rolls back otherwise.
+    /// rolls back otherwise. Resolves once the commit is on disk.
     async fn write<T, F>(&self, write: F) -> Result<T, TrackingError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackingError> + Send + 'static,
     {
+        let (value, commit) = self.commit(write).await?;
+        self.durability.durable(commit).await?;
+        Ok(value)
+    }
+
+    /// [`Writer::write`] up to its commit, which is not yet on disk: returns the number to
+    /// wait for with [`Durability::durable`]. The connection is free for the next write.
+    async fn commit<T, F>(&self, write: F) -> Result<(T, u64), TrackingError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackingError> + Send + 'static,
+    {
         let connection = self.connection.clone();
+        let durability = self.durability.clone();
         tokio::task::spawn_blocking(move || {
             let mut connection = lock(&connection);
             let mut tx = WriteTx::begin(&mut connection)?;
             let value = write(&mut tx)?;
             tx.commit()?;
-            Ok(value)
+            let commit = durability.committed(last_position(&connection)?);
+            Ok((value, commit))
         })
         .await
         .map_err(|e| TrackingError::Unavailable(format!("the SQLite writer failed: {e}")))?
@@ -129,9 +154,15 @@ impl Writer {
     pub(super) async fn commit_batch(
         &self,
         batch: Vec<Incoming>,
-    ) -> Result<Vec<Receipt>, TrackingError> {
-        self.write(move |tx| complete(batch::apply(tx, &batch))?)
-            .await
+    ) -> Result<(Vec<Receipt>, Durable), TrackingError> {
+        let (receipts, commit) = self
+            .commit(move |tx| complete(batch::apply(tx, &batch))?)
+            .await?;
+        let durability = self.durability.clone();
+        Ok((
+            receipts,
+            Box::pin(async move { durability.durable(commit).await }),
+        ))
     }
 
     pub(super) async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
@@ -175,6 +206,15 @@ impl Writer {
         })
         .await
     }
+}
+
+/// The feed's last position (0 when it is empty).
+fn last_position(connection: &Connection) -> Result<i64, TrackingError> {
+    Ok(
+        connection.query_row("SELECT COALESCE(MAX(position), 0) FROM changes", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// The connection, also after a write panicked while holding it: that write's transaction
