@@ -8,7 +8,13 @@
 //!   skip 11 for ever. Serialising the (batched) writers makes position order commit order,
 //!   and also makes correlation across replicas race-free (a procedure event and its upload
 //!   arriving at two replicas at once).
-//! - A commit that appended changes sends a NOTIFY; each replica LISTENs and wakes its
+//! - Watchers read the feed only up to `feed.durable_through`, which a transaction committed
+//!   with a flush sets to the last position it sees; its flush covers every commit it sees.
+//!   Event batches commit without waiting for the flush (`synchronous_commit = off`), so the
+//!   writer lock is free for the next batch at once; `publish` then runs that flushing
+//!   transaction, and a batch is answered only after it. A change whose commit a crash could
+//!   still take back (and whose position would then be handed out again) is never served.
+//! - A commit that published changes sends a NOTIFY; each replica LISTENs and wakes its
 //!   watchers, and polls as a fallback.
 //! - Each batch uses a fixed number of statements with array parameters, so a batch costs a
 //!   few round trips whatever its size.
@@ -101,7 +107,14 @@ const SCHEMA: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         pruned_through BIGINT NOT NULL)",
     "INSERT INTO feed (id, pruned_through) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    "ALTER TABLE feed ADD COLUMN IF NOT EXISTS durable_through BIGINT NOT NULL DEFAULT 0",
 ];
+
+/// Makes every change this statement sees readable; run in a transaction whose commit is
+/// flushed (see the module doc).
+const MARK_DURABLE: &str = "UPDATE feed
+    SET durable_through = GREATEST(durable_through, (SELECT COALESCE(MAX(position), 0) FROM changes))
+    WHERE id = 1";
 
 pub(crate) struct PostgresStore {
     pool: PgPool,
@@ -137,6 +150,9 @@ impl PostgresStore {
             .execute(&mut *conn)
             .await?;
         created?;
+        // Brings a database written before `durable_through` existed (or left by a replica
+        // that stopped before publishing) up to date.
+        publish(&pool, false).await?;
         Ok(PostgresStore { pool })
     }
 
@@ -168,16 +184,20 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn writer(&self) -> Result<PgTx, TrackingError> {
-        let mut tx = self.pool.begin().await?;
+    /// A transaction holding the writer lock, begun in one round trip. `flushed`: its COMMIT
+    /// waits for the flush; otherwise [`publish`] must follow before anyone is answered.
+    async fn writer(&self, flushed: bool) -> Result<PgTx, TrackingError> {
         // Every statement of a batch looks rows up by key. While a table is young (before
         // autovacuum first analyzes it) the planner thinks it tiny and picks sequential scans,
         // so each batch read every stored event once per lookup; `enable_seqscan = off` for
         // this transaction alone (`set_config(.., true)` is SET LOCAL) keeps the indexes.
-        sqlx::query("SELECT pg_advisory_xact_lock($1), set_config('enable_seqscan', 'off', true)")
-            .bind(WRITER_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        let begin = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK}),
+                set_config('enable_seqscan', 'off', true),
+                set_config('synchronous_commit', '{}', true)",
+            if flushed { "on" } else { "off" }
+        );
+        let tx = self.pool.begin_with(begin).await?;
         Ok(PgTx {
             tx,
             appended: false,
@@ -191,8 +211,10 @@ struct PgTx {
 }
 
 impl PgTx {
+    /// Commits a transaction begun with `flushed`, publishing what it appended.
     async fn commit(mut self) -> Result<(), TrackingError> {
         if self.appended {
+            sqlx::query(MARK_DURABLE).execute(&mut *self.tx).await?;
             // Delivered to the listeners when (and only if) the transaction commits.
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CHANNEL)
@@ -202,6 +224,20 @@ impl PgTx {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// Flushes every commit made so far and makes the changes they appended readable, waking the
+/// watchers of every replica when `appended`: one round trip, one transaction of its own.
+async fn publish(pool: &PgPool, appended: bool) -> Result<(), TrackingError> {
+    let notify = if appended {
+        format!("; SELECT pg_notify('{CHANNEL}', '')")
+    } else {
+        String::new()
+    };
+    sqlx::raw_sql(&format!("{MARK_DURABLE}{notify}"))
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 impl Store for PostgresStore {
@@ -246,11 +282,15 @@ impl Store for PostgresStore {
         &self,
         batch: Vec<Incoming>,
     ) -> Result<(Vec<Receipt>, Durable), TrackingError> {
-        let mut tx = self.writer().await?;
+        let mut tx = self.writer(false).await?;
         let receipts = batch::apply(&mut tx, &batch).await?;
-        tx.commit().await?;
-        // PostgreSQL's COMMIT returns once the commit is flushed.
-        Ok((receipts, Box::pin(std::future::ready(Ok(())))))
+        let appended = tx.appended;
+        tx.tx.commit().await?;
+        let pool = self.pool.clone();
+        Ok((
+            receipts,
+            Box::pin(async move { publish(&pool, appended).await }),
+        ))
     }
 
     async fn get_upload(
@@ -301,6 +341,7 @@ impl Store for PostgresStore {
         let rows = sqlx::query(
             "SELECT position, event_type, received_at, snapshot FROM changes
              WHERE caller = $1 AND position > $2 AND ($3::text IS NULL OR user_id = $3)
+               AND position <= (SELECT durable_through FROM feed WHERE id = 1)
              ORDER BY position LIMIT $4",
         )
         .bind(caller)
@@ -314,8 +355,7 @@ impl Store for PostgresStore {
 
     async fn feed_bounds(&self) -> Result<(i64, i64), TrackingError> {
         let row = sqlx::query(
-            "SELECT GREATEST(COALESCE((SELECT MAX(position) FROM changes), 0), pruned_through),
-                    pruned_through
+            "SELECT GREATEST(durable_through, pruned_through), pruned_through
              FROM feed WHERE id = 1",
         )
         .fetch_one(&self.pool)
@@ -324,14 +364,14 @@ impl Store for PostgresStore {
     }
 
     async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
-        let mut tx = self.writer().await?;
+        let mut tx = self.writer(true).await?;
         let count = batch::expire(&mut tx, now, EXPIRE_PER_CALL).await?;
         tx.commit().await?;
         Ok(count)
     }
 
     async fn prune(&self, cutoff: i64) -> Result<PruneReport, TrackingError> {
-        let mut tx = self.writer().await?;
+        let mut tx = self.writer(true).await?;
         let uploads = sqlx::query("DELETE FROM uploads WHERE updated_at < $1")
             .bind(cutoff)
             .execute(&mut *tx.tx)
