@@ -87,7 +87,31 @@ impl BatchTx for WriteTx<'_> {
 
     async fn link_waiting(&mut self, links: &[FileLink]) -> Result<Vec<String>, TrackingError> {
         // Without statistics SQLite would search `events_by_upload` for NULL, that is every
-        // unmatched event, once per link; the waiting indexes are named instead.
+        // unmatched event, once per link; the waiting indexes are named instead. Almost no
+        // upload has events waiting, so two index probes decide whether to run the update.
+        let mut by_file = self.connection.prepare_cached(
+            "SELECT 1 FROM events INDEXED BY waiting_by_file
+             WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged' AND file_id = ?1",
+        )?;
+        let mut by_task = self.connection.prepare_cached(
+            "SELECT 1 FROM events INDEXED BY waiting_by_task
+             WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged' AND task_id = ?1",
+        )?;
+        let mut waiting = Vec::new();
+        for link in links {
+            let found = by_file.exists([&link.file_id])?
+                || match &link.task_id {
+                    Some(task) => by_task.exists([task])?,
+                    None => false,
+                };
+            if found {
+                waiting.push(link);
+            }
+        }
+        drop((by_file, by_task));
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut update = self.connection.prepare_cached(
             "UPDATE events SET upload_id = ?1
              WHERE rowid IN (
@@ -101,7 +125,7 @@ impl BatchTx for WriteTx<'_> {
              RETURNING upload_id",
         )?;
         let mut touched = Vec::new();
-        for link in links {
+        for link in waiting {
             let rows = update
                 .query_map(params![link.upload_id, link.file_id, link.task_id], |row| {
                     row.get::<_, String>(0)
