@@ -772,6 +772,39 @@ both!(
 mod postgres_replicas {
     use super::*;
 
+    /// A batch commits without waiting for its flush; until a flushing transaction has marked
+    /// the feed durable past it, no watcher may see its changes (a crash could take them back
+    /// and hand their positions to others).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_not_yet_marked_durable_is_not_served() {
+        let db = Postgres::new().await;
+        let tracker = db.open().await;
+        let first = new_upload("u1", *T0, false);
+        let second = new_upload("u1", *T0 + 1, false);
+        assert_eq!(
+            issue_and_receive(&tracker, &first, "f1", *T0 + 2).await,
+            Receipt::Applied
+        );
+        // What an unflushed batch leaves behind: a committed change past `durable_through`.
+        db.server.psql(
+            "INSERT INTO changes (upload_id, caller, user_id, event_type, received_at, snapshot)
+             SELECT upload_id, caller, user_id, 'Unflushed', received_at, snapshot
+             FROM changes ORDER BY position LIMIT 1",
+        );
+        let mut changes = Box::pin(tracker.watch(CALLER, from_start(), None).await.unwrap());
+        assert_eq!(next_change(&mut changes).await.event_type, "NewFileUpload");
+        no_change(&mut changes).await;
+
+        // The next batch's flush covers everything committed before it.
+        assert_eq!(
+            issue_and_receive(&tracker, &second, "f2", *T0 + 3).await,
+            Receipt::Applied
+        );
+        assert_eq!(next_change(&mut changes).await.event_type, "Unflushed");
+        let last = next_change(&mut changes).await;
+        assert_eq!(last.upload.upload_id, second.upload_id);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replicas_share_dedupe_and_see_each_others_changes() {
         let db = Postgres::new().await;

@@ -67,6 +67,16 @@ impl PostgresServer {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Runs `sql` with `psql`, as another client of the database would; stops on an error.
+    pub fn psql(&self, sql: &str) {
+        run(Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q"])
+            .args(["-v", "ON_ERROR_STOP=1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-c", sql])
+            .stdout(Stdio::null()));
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
