@@ -2,7 +2,7 @@
 # Event receiver benchmark (issue 12): HTTP intake of signed NewFileUpload events and the time
 # from a 200 to the change reaching a WatchUploads stream, on SQLite and on PostgreSQL.
 #
-#   scripts/bench_events.sh                       # both stores, 32 and 128 connections
+#   scripts/bench_events.sh                       # both stores, 32, 128 and 256 connections
 #   STORES=sqlite UPLOADS=5000 CONNECTIONS=128 scripts/bench_events.sh
 #   BENCH_LOG_DIR=/tmp/logs scripts/bench_events.sh   # keep each server's log there
 #
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 STORES=${STORES:-"sqlite postgres"}
 UPLOADS=${UPLOADS:-20000}
-CONNECTIONS=${CONNECTIONS:-"32 128"}
+CONNECTIONS=${CONNECTIONS:-"32 128 256"}
 LATENCY_EVENTS=${LATENCY_EVENTS:-500}
 LATENCY_RATE=${LATENCY_RATE:-100}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
