@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::events::{self, Notification};
-use crate::tracking::model::{Delivery, Receipt, ReceivedEvent, Upload};
+use crate::tracking::model::{Delivery, NewUpload, Receipt, ReceivedEvent, Upload};
 use crate::tracking::state::{self, Fact, FactKind};
 use crate::tracking::{TrackingError, UploadId};
 
@@ -114,12 +114,19 @@ pub(crate) async fn apply<T: BatchTx>(
         .collect();
     named.sort();
     named.dedup();
-    let tracked: HashSet<String> = tx.tracked(&named).await?.into_iter().collect();
+    // The records are read whole here rather than probed: issued records never change under
+    // the writer lock, so re-deriving reuses them instead of reading them again.
+    let issued: Issued = tx
+        .issued(&named)
+        .await?
+        .into_iter()
+        .map(|record| (record.0.upload_id.as_str().to_owned(), record))
+        .collect();
     let mut owner: Vec<Option<String>> = batch
         .iter()
         .map(|e| {
             e.named_upload()
-                .filter(|id| tracked.contains(*id))
+                .filter(|id| issued.contains_key(*id))
                 .map(str::to_owned)
         })
         .collect();
@@ -230,7 +237,7 @@ pub(crate) async fn apply<T: BatchTx>(
         .iter()
         .map(|e| (e.dedupe_key.as_str(), &e.notification))
         .collect();
-    rederive(tx, changed, &parsed).await?;
+    rederive(tx, changed, &parsed, issued).await?;
     Ok(receipts)
 }
 
@@ -246,16 +253,20 @@ pub(crate) async fn expire<T: BatchTx>(
         .into_iter()
         .map(|id| (id, ("Expired".to_owned(), now)))
         .collect();
-    rederive(tx, changed, &HashMap::new()).await?;
+    rederive(tx, changed, &HashMap::new(), Issued::new()).await?;
     Ok(count)
 }
 
+/// Issued records (with the sweeper's expiry time) by upload id, as read in this transaction.
+type Issued = HashMap<String, (NewUpload, Option<i64>)>;
+
 /// Derives each changed upload again from all its facts, saves it, and records the change
-/// (`event_type`, `received_at`) that caused it.
+/// (`event_type`, `received_at`) that caused it. `issued` holds records already read.
 async fn rederive<T: BatchTx>(
     tx: &mut T,
     mut changed: BTreeMap<String, (String, i64)>,
     parsed: &HashMap<&str, &Notification>,
+    mut issued: Issued,
 ) -> Result<(), TrackingError> {
     if changed.is_empty() {
         return Ok(());
@@ -271,8 +282,19 @@ async fn rederive<T: BatchTx>(
             facts.entry(event.upload_id).or_default().push(fact);
         }
     }
+    let unread: Vec<String> = ids
+        .iter()
+        .filter(|id| !issued.contains_key(id.as_str()))
+        .cloned()
+        .collect();
+    if !unread.is_empty() {
+        for record in tx.issued(&unread).await? {
+            issued.insert(record.0.upload_id.as_str().to_owned(), record);
+        }
+    }
     let mut saved: Vec<(Upload, String, i64)> = Vec::with_capacity(ids.len());
-    for (issued, expired_at) in tx.issued(&ids).await? {
+    let records = ids.iter().filter_map(|id| issued.remove(id.as_str()));
+    for (issued, expired_at) in records {
         let facts = facts.remove(issued.upload_id.as_str()).unwrap_or_default();
         let upload = state::derive(&issued, expired_at, &facts);
         let (event_type, received_at) = changed

@@ -103,12 +103,6 @@ pub(crate) trait Store: Send + Sync + 'static {
 
 /// The statements [`batch::apply`] runs inside one transaction.
 pub(crate) trait BatchTx: Send {
-    /// Which of these ids are tracked uploads.
-    fn tracked(
-        &mut self,
-        upload_ids: &[String],
-    ) -> impl Future<Output = Result<Vec<String>, TrackingError>> + Send;
-
     /// `(file_id, procedure_task_id, upload_id)` of stored, matched uploads of these files or
     /// procedure tasks.
     fn uploads_of_files(
@@ -130,7 +124,8 @@ pub(crate) trait BatchTx: Send {
         links: &[FileLink],
     ) -> impl Future<Output = Result<Vec<String>, TrackingError>> + Send;
 
-    /// The issued records (and the sweeper's expiry time) of these uploads.
+    /// The issued records (and the sweeper's expiry time) of those of these ids that are
+    /// tracked uploads.
     fn issued(
         &mut self,
         upload_ids: &[String],

@@ -435,15 +435,6 @@ impl Store for PostgresStore {
 }
 
 impl BatchTx for PgTx {
-    async fn tracked(&mut self, upload_ids: &[String]) -> Result<Vec<String>, TrackingError> {
-        Ok(
-            sqlx::query_scalar("SELECT upload_id FROM uploads WHERE upload_id = ANY($1)")
-                .bind(upload_ids)
-                .fetch_all(&mut *self.tx)
-                .await?,
-        )
-    }
-
     async fn uploads_of_files(
         &mut self,
         file_ids: &[String],

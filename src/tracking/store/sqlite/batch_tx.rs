@@ -11,19 +11,6 @@ use crate::tracking::model::{NewUpload, Upload};
 use crate::tracking::{TrackingError, UploadId};
 
 impl BatchTx for WriteTx<'_> {
-    async fn tracked(&mut self, upload_ids: &[String]) -> Result<Vec<String>, TrackingError> {
-        let mut query = self
-            .connection
-            .prepare_cached("SELECT 1 FROM uploads WHERE upload_id = ?1")?;
-        let mut found = Vec::new();
-        for id in upload_ids {
-            if query.exists([id])? {
-                found.push(id.clone());
-            }
-        }
-        Ok(found)
-    }
-
     async fn uploads_of_files(
         &mut self,
         file_ids: &[String],
