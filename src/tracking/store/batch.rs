@@ -114,8 +114,8 @@ pub(crate) async fn apply<T: BatchTx>(
         .collect();
     named.sort();
     named.dedup();
-    // The records are read whole here rather than probed: issued records never change under
-    // the writer lock, so re-deriving reuses them instead of reading them again.
+    // The records are read whole here rather than probed: both stores run one writing
+    // transaction at a time, so nothing changes them before re-deriving, which reuses them.
     let issued: Issued = tx
         .issued(&named)
         .await?
