@@ -116,12 +116,7 @@ pub(crate) async fn apply<T: BatchTx>(
     named.dedup();
     // The records are read whole here rather than probed: both stores run one writing
     // transaction at a time, so nothing changes them before re-deriving, which reuses them.
-    let issued: Issued = tx
-        .issued(&named)
-        .await?
-        .into_iter()
-        .map(|record| (record.0.upload_id.as_str().to_owned(), record))
-        .collect();
+    let issued: Issued = tx.issued(&named).await?.into_iter().map(by_id).collect();
     let mut owner: Vec<Option<String>> = batch
         .iter()
         .map(|e| {
@@ -260,6 +255,10 @@ pub(crate) async fn expire<T: BatchTx>(
 /// Issued records (with the sweeper's expiry time) by upload id, as read in this transaction.
 type Issued = HashMap<String, (NewUpload, Option<i64>)>;
 
+fn by_id(record: (NewUpload, Option<i64>)) -> (String, (NewUpload, Option<i64>)) {
+    (record.0.upload_id.as_str().to_owned(), record)
+}
+
 /// Derives each changed upload again from all its facts, saves it, and records the change
 /// (`event_type`, `received_at`) that caused it. `issued` holds records already read.
 async fn rederive<T: BatchTx>(
@@ -288,9 +287,7 @@ async fn rederive<T: BatchTx>(
         .cloned()
         .collect();
     if !unread.is_empty() {
-        for record in tx.issued(&unread).await? {
-            issued.insert(record.0.upload_id.as_str().to_owned(), record);
-        }
+        issued.extend(tx.issued(&unread).await?.into_iter().map(by_id));
     }
     let mut saved: Vec<(Upload, String, i64)> = Vec::with_capacity(ids.len());
     let records = ids.iter().filter_map(|id| issued.remove(id.as_str()));
