@@ -17,107 +17,44 @@
 //! - A commit that published changes sends a NOTIFY; each replica LISTENs and wakes its
 //!   watchers, and polls as a fallback.
 //! - Each batch uses a fixed number of statements with array parameters, so a batch costs a
-//!   few round trips whatever its size.
+//!   few round trips whatever its size, on a connection and thread of its own ([`writer`]).
+
+mod schema;
+mod tx;
+mod writer;
 
 use std::str::FromStr;
 use std::sync::Weak;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 
 use super::batch::{self, Incoming};
 use super::rows;
 use super::{
-    AppliedEvent, BatchTx, Durable, EXPIRE_PER_CALL, EventRow, FileLink, PruneReport, Store,
-    StoredChange, decode_upload, encode_upload,
+    Durable, EXPIRE_PER_CALL, PruneReport, Store, StoredChange, decode_upload, encode_upload,
 };
 use crate::config::PostgresUrl;
 use crate::tracking::TrackingError;
 use crate::tracking::cursor::PageKey;
 use crate::tracking::model::{NewUpload, Receipt, Upload};
 use crate::tracking::state;
+use schema::SCHEMA;
+use tx::{CHANNEL, MARK_DURABLE};
+use writer::BatchWriter;
 
-/// The advisory lock of the writers (an arbitrary number owned by this application).
-const WRITER_LOCK: i64 = 0x766f_645f_7369_676e; // "vod_sign"
 /// Held while the tables are created, so replicas starting together do not race.
 const SCHEMA_LOCK: i64 = 0x766f_645f_7363_6865; // "vod_sche"
-const CHANNEL: &str = "vod_signer_upload_changes";
 const MAX_CONNECTIONS: u32 = 16;
 /// A store that does not answer within this is reported unavailable (HTTP 503) rather than
 /// keeping VOD's request open past its 5 s timeout.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS uploads (
-        upload_id TEXT PRIMARY KEY,
-        caller TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        issued_at BIGINT NOT NULL,
-        expires_at BIGINT NOT NULL,
-        procedure TEXT,
-        source_context TEXT,
-        session_context TEXT,
-        one_time BOOLEAN NOT NULL,
-        expired_at BIGINT,
-        state TEXT NOT NULL,
-        updated_at BIGINT NOT NULL,
-        snapshot TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS uploads_by_user
-        ON uploads (caller, user_id, issued_at DESC, upload_id DESC)",
-    "CREATE INDEX IF NOT EXISTS uploads_by_state ON uploads (state, expires_at)",
-    "CREATE INDEX IF NOT EXISTS uploads_by_updated ON uploads (updated_at)",
-    "CREATE TABLE IF NOT EXISTS events (
-        dedupe_key TEXT PRIMARY KEY,
-        received_at BIGINT NOT NULL,
-        delivery TEXT NOT NULL,
-        event_type TEXT NOT NULL,
-        raw BYTEA NOT NULL,
-        upload_id TEXT,
-        file_id TEXT,
-        task_id TEXT)",
-    "CREATE INDEX IF NOT EXISTS events_by_upload ON events (upload_id)",
-    // Uploads' files, found by FileId or procedure task id when a ProcedureStateChanged does
-    // not name its upload. Only matched NewFileUpload events are looked up this way, so only
-    // they are indexed: every other event costs no index entry.
-    "DROP INDEX IF EXISTS events_by_file",
-    "DROP INDEX IF EXISTS events_by_task",
-    "CREATE INDEX IF NOT EXISTS matched_by_file ON events (file_id)
-        WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS matched_by_task ON events (task_id)
-        WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL AND task_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at)",
-    // Procedure events still waiting for their upload: linking searches these only, not
-    // every unmatched event.
-    "CREATE INDEX IF NOT EXISTS waiting_by_file ON events (file_id)
-        WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
-    "CREATE INDEX IF NOT EXISTS waiting_by_task ON events (task_id)
-        WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
-    "CREATE TABLE IF NOT EXISTS changes (
-        position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        upload_id TEXT NOT NULL,
-        caller TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        event_type TEXT NOT NULL,
-        received_at BIGINT NOT NULL,
-        snapshot TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS changes_by_caller ON changes (caller, position)",
-    "CREATE TABLE IF NOT EXISTS feed (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        pruned_through BIGINT NOT NULL)",
-    "INSERT INTO feed (id, pruned_through) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-    "ALTER TABLE feed ADD COLUMN IF NOT EXISTS durable_through BIGINT NOT NULL DEFAULT 0",
-];
-
-/// Makes every change this statement sees readable; run in a transaction whose commit is
-/// flushed (see the module doc).
-const MARK_DURABLE: &str = "UPDATE feed
-    SET durable_through = GREATEST(durable_through, (SELECT COALESCE(MAX(position), 0) FROM changes))
-    WHERE id = 1";
-
 pub(crate) struct PostgresStore {
     pool: PgPool,
+    batches: BatchWriter,
 }
 
 impl PostgresStore {
@@ -131,7 +68,7 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         let mut conn = pool.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1)")
@@ -153,7 +90,8 @@ impl PostgresStore {
         // Brings a database written before `durable_through` existed (or left by a replica
         // that stopped before publishing) up to date.
         publish(&pool, false).await?;
-        Ok(PostgresStore { pool })
+        let batches = BatchWriter::start(options).await?;
+        Ok(PostgresStore { pool, batches })
     }
 
     /// Wakes this replica's watchers on every change committed by any replica, until `feed`
@@ -181,47 +119,6 @@ impl PostgresStore {
                 }
             }
         });
-        Ok(())
-    }
-
-    /// A transaction holding the writer lock, begun in one round trip. `flushed`: its COMMIT
-    /// waits for the flush; otherwise [`publish`] must follow before anyone is answered.
-    async fn writer(&self, flushed: bool) -> Result<PgTx, TrackingError> {
-        // Every statement of a batch looks rows up by key. While a table is young (before
-        // autovacuum first analyzes it) the planner thinks it tiny and picks sequential scans,
-        // so each batch read every stored event once per lookup; `enable_seqscan = off` for
-        // this transaction alone (`set_config(.., true)` is SET LOCAL) keeps the indexes.
-        let begin = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({WRITER_LOCK}),
-                set_config('enable_seqscan', 'off', true),
-                set_config('synchronous_commit', '{}', true)",
-            if flushed { "on" } else { "off" }
-        );
-        let tx = self.pool.begin_with(begin).await?;
-        Ok(PgTx {
-            tx,
-            appended: false,
-        })
-    }
-}
-
-struct PgTx {
-    tx: Transaction<'static, Postgres>,
-    appended: bool,
-}
-
-impl PgTx {
-    /// Commits a transaction begun with `flushed`, publishing what it appended.
-    async fn commit(mut self) -> Result<(), TrackingError> {
-        if self.appended {
-            sqlx::query(MARK_DURABLE).execute(&mut *self.tx).await?;
-            // Delivered to the listeners when (and only if) the transaction commits.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        self.tx.commit().await?;
         Ok(())
     }
 }
@@ -282,10 +179,7 @@ impl Store for PostgresStore {
         &self,
         batch: Vec<Incoming>,
     ) -> Result<(Vec<Receipt>, Durable), TrackingError> {
-        let mut tx = self.writer(false).await?;
-        let receipts = batch::apply(&mut tx, &batch).await?;
-        let appended = tx.appended;
-        tx.tx.commit().await?;
+        let (receipts, appended) = self.batches.commit(batch).await?;
         let pool = self.pool.clone();
         Ok((
             receipts,
@@ -364,14 +258,14 @@ impl Store for PostgresStore {
     }
 
     async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
-        let mut tx = self.writer(true).await?;
+        let mut tx = tx::begin(&self.pool, true).await?;
         let count = batch::expire(&mut tx, now, EXPIRE_PER_CALL).await?;
         tx.commit().await?;
         Ok(count)
     }
 
     async fn prune(&self, cutoff: i64) -> Result<PruneReport, TrackingError> {
-        let mut tx = self.writer(true).await?;
+        let mut tx = tx::begin(&self.pool, true).await?;
         let uploads = sqlx::query("DELETE FROM uploads WHERE updated_at < $1")
             .bind(cutoff)
             .execute(&mut *tx.tx)
@@ -431,184 +325,6 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| decode_upload(r.try_get("snapshot")?))
             .collect()
-    }
-}
-
-impl BatchTx for PgTx {
-    async fn uploads_of_files(
-        &mut self,
-        file_ids: &[String],
-        task_ids: &[String],
-    ) -> Result<Vec<FileLink>, TrackingError> {
-        let rows = sqlx::query(
-            "SELECT file_id, task_id, upload_id FROM events
-             WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL
-               AND (file_id = ANY($1) OR task_id = ANY($2))",
-        )
-        .bind(file_ids)
-        .bind(task_ids)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(FileLink {
-                    file_id: row.try_get("file_id")?,
-                    task_id: row.try_get("task_id")?,
-                    upload_id: row.try_get("upload_id")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn insert_events(&mut self, rows: &[EventRow<'_>]) -> Result<Vec<String>, TrackingError> {
-        let keys: Vec<&str> = rows.iter().map(|r| r.dedupe_key).collect();
-        let received_at: Vec<i64> = rows.iter().map(|r| r.received_at).collect();
-        let delivery: Vec<&str> = rows.iter().map(|r| r.delivery).collect();
-        let event_type: Vec<&str> = rows.iter().map(|r| r.event_type).collect();
-        let raw: Vec<&[u8]> = rows.iter().map(|r| r.raw).collect();
-        let upload_id: Vec<Option<&str>> = rows.iter().map(|r| r.upload_id).collect();
-        let file_id: Vec<Option<&str>> = rows.iter().map(|r| r.file_id).collect();
-        let task_id: Vec<Option<&str>> = rows.iter().map(|r| r.task_id).collect();
-        Ok(sqlx::query_scalar(
-            "INSERT INTO events (dedupe_key, received_at, delivery, event_type, raw, upload_id,
-                file_id, task_id)
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[],
-                $5::bytea[], $6::text[], $7::text[], $8::text[])
-             ON CONFLICT (dedupe_key) DO NOTHING
-             RETURNING dedupe_key",
-        )
-        .bind(keys)
-        .bind(received_at)
-        .bind(delivery)
-        .bind(event_type)
-        .bind(raw)
-        .bind(upload_id)
-        .bind(file_id)
-        .bind(task_id)
-        .fetch_all(&mut *self.tx)
-        .await?)
-    }
-
-    async fn link_waiting(&mut self, links: &[FileLink]) -> Result<Vec<String>, TrackingError> {
-        let upload_id: Vec<&str> = links.iter().map(|l| l.upload_id.as_str()).collect();
-        let file_id: Vec<&str> = links.iter().map(|l| l.file_id.as_str()).collect();
-        let task_id: Vec<Option<&str>> = links.iter().map(|l| l.task_id.as_deref()).collect();
-        Ok(sqlx::query_scalar(
-            // One join per waiting index: an OR across both columns in one join would leave the
-            // planner no index to use, and it would scan every stored event once per batch.
-            "WITH l AS (
-                SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
-                  AS l(upload_id, file_id, task_id)),
-             waiting AS (
-                SELECT e.dedupe_key, l.upload_id FROM l JOIN events e ON e.file_id = l.file_id
-                 WHERE e.upload_id IS NULL AND e.event_type = 'ProcedureStateChanged'
-                UNION
-                SELECT e.dedupe_key, l.upload_id FROM l JOIN events e ON e.task_id = l.task_id
-                 WHERE e.upload_id IS NULL AND e.event_type = 'ProcedureStateChanged')
-             UPDATE events e SET upload_id = waiting.upload_id
-             FROM waiting WHERE e.dedupe_key = waiting.dedupe_key
-             RETURNING e.upload_id",
-        )
-        .bind(upload_id)
-        .bind(file_id)
-        .bind(task_id)
-        .fetch_all(&mut *self.tx)
-        .await?)
-    }
-
-    async fn issued(
-        &mut self,
-        upload_ids: &[String],
-    ) -> Result<Vec<(NewUpload, Option<i64>)>, TrackingError> {
-        let rows = sqlx::query(
-            "SELECT upload_id, caller, user_id, issued_at, expires_at, procedure,
-                source_context, session_context, one_time, expired_at
-             FROM uploads WHERE upload_id = ANY($1)",
-        )
-        .bind(upload_ids)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter().map(rows::issued_upload).collect()
-    }
-
-    async fn applied_events(
-        &mut self,
-        upload_ids: &[String],
-    ) -> Result<Vec<AppliedEvent>, TrackingError> {
-        let rows = sqlx::query(
-            "SELECT upload_id, dedupe_key, raw, received_at FROM events
-             WHERE upload_id = ANY($1)",
-        )
-        .bind(upload_ids)
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AppliedEvent {
-                    upload_id: row.try_get("upload_id")?,
-                    dedupe_key: row.try_get("dedupe_key")?,
-                    raw: row.try_get("raw")?,
-                    received_at: row.try_get("received_at")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn mark_expired(&mut self, now: i64, limit: u32) -> Result<Vec<String>, TrackingError> {
-        Ok(sqlx::query_scalar(
-            "UPDATE uploads SET expired_at = $1
-             WHERE upload_id IN (SELECT upload_id FROM uploads
-                                 WHERE state = 'issued' AND expires_at < $1
-                                   AND expired_at IS NULL
-                                 LIMIT $2)
-             RETURNING upload_id",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await?)
-    }
-
-    async fn save(&mut self, changes: &[(Upload, String, i64)]) -> Result<(), TrackingError> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let upload_id: Vec<&str> = changes.iter().map(|c| c.0.upload_id.as_str()).collect();
-        let caller: Vec<&str> = changes.iter().map(|c| c.0.caller.as_str()).collect();
-        let user_id: Vec<&str> = changes.iter().map(|c| c.0.user_id.as_str()).collect();
-        let state: Vec<&str> = changes.iter().map(|c| c.0.state.as_str()).collect();
-        let updated_at: Vec<i64> = changes.iter().map(|c| c.0.updated_at).collect();
-        let snapshot: Vec<String> = changes.iter().map(|c| encode_upload(&c.0)).collect();
-        let event_type: Vec<&str> = changes.iter().map(|c| c.1.as_str()).collect();
-        let received_at: Vec<i64> = changes.iter().map(|c| c.2).collect();
-        sqlx::query(
-            "UPDATE uploads u SET state = s.state, updated_at = s.updated_at,
-                snapshot = s.snapshot
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[])
-                AS s(upload_id, state, updated_at, snapshot)
-             WHERE u.upload_id = s.upload_id",
-        )
-        .bind(&upload_id)
-        .bind(&state)
-        .bind(&updated_at)
-        .bind(&snapshot)
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO changes (upload_id, caller, user_id, event_type, received_at, snapshot)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
-                $5::bigint[], $6::text[])",
-        )
-        .bind(&upload_id)
-        .bind(&caller)
-        .bind(&user_id)
-        .bind(&event_type)
-        .bind(&received_at)
-        .bind(&snapshot)
-        .execute(&mut *self.tx)
-        .await?;
-        self.appended = true;
-        Ok(())
     }
 }
 

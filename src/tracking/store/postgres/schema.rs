@@ -1,0 +1,62 @@
+//! The tables and indexes, created by the first replica to start.
+
+pub(super) const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS uploads (
+        upload_id TEXT PRIMARY KEY,
+        caller TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        issued_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        procedure TEXT,
+        source_context TEXT,
+        session_context TEXT,
+        one_time BOOLEAN NOT NULL,
+        expired_at BIGINT,
+        state TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        snapshot TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS uploads_by_user
+        ON uploads (caller, user_id, issued_at DESC, upload_id DESC)",
+    "CREATE INDEX IF NOT EXISTS uploads_by_state ON uploads (state, expires_at)",
+    "CREATE INDEX IF NOT EXISTS uploads_by_updated ON uploads (updated_at)",
+    "CREATE TABLE IF NOT EXISTS events (
+        dedupe_key TEXT PRIMARY KEY,
+        received_at BIGINT NOT NULL,
+        delivery TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        raw BYTEA NOT NULL,
+        upload_id TEXT,
+        file_id TEXT,
+        task_id TEXT)",
+    "CREATE INDEX IF NOT EXISTS events_by_upload ON events (upload_id)",
+    // Uploads' files, found by FileId or procedure task id when a ProcedureStateChanged does
+    // not name its upload. Only matched NewFileUpload events are looked up this way, so only
+    // they are indexed: every other event costs no index entry.
+    "DROP INDEX IF EXISTS events_by_file",
+    "DROP INDEX IF EXISTS events_by_task",
+    "CREATE INDEX IF NOT EXISTS matched_by_file ON events (file_id)
+        WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS matched_by_task ON events (task_id)
+        WHERE event_type = 'NewFileUpload' AND upload_id IS NOT NULL AND task_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at)",
+    // Procedure events still waiting for their upload: linking searches these only, not
+    // every unmatched event.
+    "CREATE INDEX IF NOT EXISTS waiting_by_file ON events (file_id)
+        WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
+    "CREATE INDEX IF NOT EXISTS waiting_by_task ON events (task_id)
+        WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
+    "CREATE TABLE IF NOT EXISTS changes (
+        position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        upload_id TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        snapshot TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS changes_by_caller ON changes (caller, position)",
+    "CREATE TABLE IF NOT EXISTS feed (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pruned_through BIGINT NOT NULL)",
+    "INSERT INTO feed (id, pruned_through) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    "ALTER TABLE feed ADD COLUMN IF NOT EXISTS durable_through BIGINT NOT NULL DEFAULT 0",
+];

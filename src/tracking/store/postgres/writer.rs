@@ -1,0 +1,113 @@
+//! The connection that commits event batches, on a thread and runtime of its own.
+//!
+//! A batch holds the writers' lock for about eight round trips, so how soon each reply is
+//! picked up decides how long the lock is held. On the shared runtime a reply first waited
+//! for a worker to poll the I/O driver and then queued behind the HTTP requests already
+//! there, and under load that waiting was a large part of every batch (BENCHMARKS.md,
+//! "Upload events"). Here one current-thread runtime serves only this connection, so a reply
+//! wakes this thread at once, whatever the HTTP side is doing. SQLite's writer runs on a
+//! thread of its own for the same reason.
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::batch::{self, Incoming};
+use super::ACQUIRE_TIMEOUT;
+use super::tx;
+use crate::tracking::TrackingError;
+use crate::tracking::model::Receipt;
+
+/// What a committed batch gives back: one receipt per event, and whether it appended changes
+/// (which must then be published).
+type Committed = Result<(Vec<Receipt>, bool), TrackingError>;
+
+struct Job {
+    batch: Vec<Incoming>,
+    reply: oneshot::Sender<Committed>,
+}
+
+/// The handle of the writer thread; the thread closes its connection and ends when this is
+/// dropped.
+pub(super) struct BatchWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl BatchWriter {
+    /// Starts the thread and connects it; Ok once its connection is open.
+    pub(super) async fn start(options: PgConnectOptions) -> Result<BatchWriter, TrackingError> {
+        // The intake commits one batch at a time, so one job waits here at most.
+        let (jobs, queue) = mpsc::channel(1);
+        let (ready, started) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("vod-pg-writer".into())
+            .spawn(move || run(options, queue, ready))
+            .map_err(|e| {
+                TrackingError::Unavailable(format!("starting the PostgreSQL writer thread: {e}"))
+            })?;
+        started.await.map_err(|_| stopped())??;
+        Ok(BatchWriter { jobs })
+    }
+
+    /// Stores and applies `batch` in one transaction, committed without waiting for the
+    /// flush.
+    pub(super) async fn commit(&self, batch: Vec<Incoming>) -> Committed {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { batch, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> TrackingError {
+    TrackingError::Unavailable("the PostgreSQL writer thread stopped".into())
+}
+
+fn run(
+    options: PgConnectOptions,
+    mut queue: mpsc::Receiver<Job>,
+    ready: oneshot::Sender<Result<(), TrackingError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = ready.send(Err(TrackingError::Unavailable(format!(
+                "starting the PostgreSQL writer runtime: {e}"
+            ))));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        // One connection: batches never overlap. The pool replaces it after a failure.
+        let connected = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await;
+        let pool = match connected {
+            Ok(pool) => pool,
+            Err(e) => {
+                let _ = ready.send(Err(e.into()));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        while let Some(job) = queue.recv().await {
+            let _ = job.reply.send(commit(&pool, &job.batch).await);
+        }
+        pool.close().await;
+    });
+}
+
+async fn commit(pool: &PgPool, batch: &[Incoming]) -> Committed {
+    let mut tx = tx::begin(pool, false).await?;
+    let receipts = batch::apply(&mut tx, batch).await?;
+    let appended = tx.appended;
+    tx.tx.commit().await?;
+    Ok((receipts, appended))
+}
