@@ -258,14 +258,16 @@ impl Store for PostgresStore {
     }
 
     async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
-        let mut tx = tx::begin(&self.pool, true).await?;
+        let mut connection = self.pool.acquire().await?;
+        let mut tx = tx::begin(&mut connection, true).await?;
         let count = batch::expire(&mut tx, now, EXPIRE_PER_CALL).await?;
         tx.commit().await?;
         Ok(count)
     }
 
     async fn prune(&self, cutoff: i64) -> Result<PruneReport, TrackingError> {
-        let mut tx = tx::begin(&self.pool, true).await?;
+        let mut connection = self.pool.acquire().await?;
+        let mut tx = tx::begin(&mut connection, true).await?;
         let uploads = sqlx::query("DELETE FROM uploads WHERE updated_at < $1")
             .bind(cutoff)
             .execute(&mut *tx.tx)

@@ -1,6 +1,6 @@
 //! One writing transaction: the writers' lock, and the statements a batch runs.
 
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 
 use super::super::rows;
 use super::super::{AppliedEvent, BatchTx, EventRow, FileLink, encode_upload};
@@ -19,7 +19,10 @@ pub(super) const MARK_DURABLE: &str = "UPDATE feed
 
 /// A transaction holding the writer lock, begun in one round trip. `flushed`: its COMMIT
 /// waits for the flush; otherwise `publish` must follow before anyone is answered.
-pub(super) async fn begin(pool: &PgPool, flushed: bool) -> Result<PgTx, TrackingError> {
+pub(super) async fn begin(
+    connection: &mut PgConnection,
+    flushed: bool,
+) -> Result<PgTx<'_>, TrackingError> {
     // Every statement of a batch looks rows up by key. While a table is young (before
     // autovacuum first analyzes it) the planner thinks it tiny and picks sequential scans,
     // so each batch read every stored event once per lookup; `enable_seqscan = off` for
@@ -30,20 +33,20 @@ pub(super) async fn begin(pool: &PgPool, flushed: bool) -> Result<PgTx, Tracking
             set_config('synchronous_commit', '{}', true)",
         if flushed { "on" } else { "off" }
     );
-    let tx = pool.begin_with(begin).await?;
+    let tx = connection.begin_with(begin).await?;
     Ok(PgTx {
         tx,
         appended: false,
     })
 }
 
-pub(super) struct PgTx {
-    pub(super) tx: Transaction<'static, Postgres>,
+pub(super) struct PgTx<'c> {
+    pub(super) tx: Transaction<'c, Postgres>,
     /// Whether `save` appended changes, which someone must then publish.
     pub(super) appended: bool,
 }
 
-impl PgTx {
+impl PgTx<'_> {
     /// Commits a transaction begun with `flushed`, publishing what it appended.
     pub(super) async fn commit(mut self) -> Result<(), TrackingError> {
         if self.appended {
@@ -59,7 +62,7 @@ impl PgTx {
     }
 }
 
-impl BatchTx for PgTx {
+impl BatchTx for PgTx<'_> {
     async fn uploads_of_files(
         &mut self,
         file_ids: &[String],

@@ -7,9 +7,15 @@
 //! "Upload events"). Here one current-thread runtime serves only this connection, so a reply
 //! wakes this thread at once, whatever the HTTP side is doing. SQLite's writer runs on a
 //! thread of its own for the same reason.
+//!
+//! The thread owns its connection rather than a pool of one: a pool checks a connection with a
+//! round trip when it is taken and another when it is given back, and here the next batch
+//! waits for both. A batch that fails drops the connection instead (its transaction is in an
+//! unknown state, and a server that went away leaves it broken); the next batch connects
+//! again.
 
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::batch::{self, Incoming};
@@ -34,7 +40,7 @@ pub(super) struct BatchWriter {
 }
 
 impl BatchWriter {
-    /// Starts the thread and connects it; Ok once its connection is open.
+    /// Starts the thread and connects it; Ok once its first connection is open.
     pub(super) async fn start(options: PgConnectOptions) -> Result<BatchWriter, TrackingError> {
         // The intake commits one batch at a time, so one job waits here at most.
         let (jobs, queue) = mpsc::channel(1);
@@ -83,29 +89,49 @@ fn run(
         }
     };
     runtime.block_on(async move {
-        // One connection: batches never overlap. The pool replaces it after a failure.
-        let connected = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await;
-        let pool = match connected {
-            Ok(pool) => pool,
+        let mut connection = match connect(&options).await {
+            Ok(connection) => Some(connection),
             Err(e) => {
-                let _ = ready.send(Err(e.into()));
+                let _ = ready.send(Err(e));
                 return;
             }
         };
         let _ = ready.send(Ok(()));
         while let Some(job) = queue.recv().await {
-            let _ = job.reply.send(commit(&pool, &job.batch).await);
+            let result = match connection.take() {
+                Some(open) => Ok(open),
+                None => connect(&options).await,
+            };
+            let result = match result {
+                Ok(mut open) => {
+                    let committed = commit(&mut open, &job.batch).await;
+                    if committed.is_ok() {
+                        connection = Some(open);
+                    }
+                    committed
+                }
+                Err(e) => Err(e),
+            };
+            let _ = job.reply.send(result);
         }
-        pool.close().await;
+        if let Some(open) = connection {
+            let _ = open.close().await;
+        }
     });
 }
 
-async fn commit(pool: &PgPool, batch: &[Incoming]) -> Committed {
-    let mut tx = tx::begin(pool, false).await?;
+/// A new connection, or [`TrackingError::Unavailable`] within the time a batch may wait.
+async fn connect(options: &PgConnectOptions) -> Result<PgConnection, TrackingError> {
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect()).await {
+        Ok(connected) => Ok(connected?),
+        Err(_) => Err(TrackingError::Unavailable(
+            "PostgreSQL did not accept a connection in time".into(),
+        )),
+    }
+}
+
+async fn commit(connection: &mut PgConnection, batch: &[Incoming]) -> Committed {
+    let mut tx = tx::begin(connection, false).await?;
     let receipts = batch::apply(&mut tx, batch).await?;
     let appended = tx.appended;
     tx.tx.commit().await?;
