@@ -805,6 +805,47 @@ mod postgres_replicas {
         assert_eq!(last.upload.upload_id, second.upload_id);
     }
 
+    /// Text columns of our tables whose collation is not "C".
+    const NOT_C: &str = "SELECT count(*) FROM pg_attribute
+        WHERE attrelid IN ('uploads'::regclass, 'events'::regclass, 'changes'::regclass)
+          AND attnum > 0 AND NOT attisdropped AND atttypid = 'text'::regtype
+          AND attcollation <> 'pg_catalog.\"C\"'::regcollation";
+
+    /// Tables created before their text columns used the "C" collation move to it when a
+    /// replica starts, and keep what they hold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tables_of_an_older_schema_move_to_the_c_collation() {
+        let db = Postgres::new().await;
+        let tracker = db.open().await;
+        assert_eq!(db.server.psql_value(NOT_C), "0");
+        let upload = new_upload("u1", *T0, false);
+        assert_eq!(
+            issue_and_receive(&tracker, &upload, "f1", *T0 + 1).await,
+            Receipt::Applied
+        );
+        drop(tracker);
+        // What the tables looked like before: every text column in the database's default.
+        db.server.psql(
+            r#"DO $$ DECLARE c record; BEGIN
+                FOR c IN SELECT attrelid::regclass AS rel, attname AS col FROM pg_attribute
+                    WHERE attrelid IN ('uploads'::regclass, 'events'::regclass,
+                                       'changes'::regclass)
+                      AND attnum > 0 AND NOT attisdropped AND atttypid = 'text'::regtype
+                LOOP
+                    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE TEXT COLLATE "default"',
+                                   c.rel, c.col);
+                END LOOP; END $$"#,
+        );
+        assert_ne!(db.server.psql_value(NOT_C), "0");
+
+        let tracker = db.open().await;
+        assert_eq!(db.server.psql_value(NOT_C), "0");
+        assert_eq!(state_of(&tracker, &upload).await, UploadState::Ready);
+        let body = new_file_upload(upload.upload_id.as_str(), "f1", None);
+        let again = receive(&tracker, &body, *T0 + 2).await;
+        assert_eq!(again, Receipt::Duplicate);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replicas_share_dedupe_and_see_each_others_changes() {
         let db = Postgres::new().await;

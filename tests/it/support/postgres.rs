@@ -77,6 +77,30 @@ impl PostgresServer {
             .stdout(Stdio::null()));
     }
 
+    /// The single value `sql` selects, as psql prints it unaligned.
+    pub fn psql_value(&self, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-qtA",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-c", sql])
+            .output()
+            .expect("running psql");
+        assert!(output.status.success(), "psql failed: {output:?}");
+        String::from_utf8(output.stdout)
+            .expect("psql prints UTF-8")
+            .trim()
+            .to_owned()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

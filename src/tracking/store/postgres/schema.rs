@@ -1,33 +1,38 @@
 //! The tables and indexes, created by the first replica to start.
+//!
+//! Every text column uses the "C" collation. They hold identifiers, states and JSON, which
+//! nobody reads in a language's sort order, and under the database's default locale (often
+//! `en_US.UTF-8`, or `C.UTF-8` before PostgreSQL 17) each B-tree comparison of a key went
+//! through `strcoll`, a large part of what inserting an event costs (BENCHMARKS.md).
 
 pub(super) const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS uploads (
-        upload_id TEXT PRIMARY KEY,
-        caller TEXT NOT NULL,
-        user_id TEXT NOT NULL,
+        upload_id TEXT COLLATE \"C\" PRIMARY KEY,
+        caller TEXT COLLATE \"C\" NOT NULL,
+        user_id TEXT COLLATE \"C\" NOT NULL,
         issued_at BIGINT NOT NULL,
         expires_at BIGINT NOT NULL,
-        procedure TEXT,
-        source_context TEXT,
-        session_context TEXT,
+        procedure TEXT COLLATE \"C\",
+        source_context TEXT COLLATE \"C\",
+        session_context TEXT COLLATE \"C\",
         one_time BOOLEAN NOT NULL,
         expired_at BIGINT,
-        state TEXT NOT NULL,
+        state TEXT COLLATE \"C\" NOT NULL,
         updated_at BIGINT NOT NULL,
-        snapshot TEXT NOT NULL)",
+        snapshot TEXT COLLATE \"C\" NOT NULL)",
     "CREATE INDEX IF NOT EXISTS uploads_by_user
         ON uploads (caller, user_id, issued_at DESC, upload_id DESC)",
     "CREATE INDEX IF NOT EXISTS uploads_by_state ON uploads (state, expires_at)",
     "CREATE INDEX IF NOT EXISTS uploads_by_updated ON uploads (updated_at)",
     "CREATE TABLE IF NOT EXISTS events (
-        dedupe_key TEXT PRIMARY KEY,
+        dedupe_key TEXT COLLATE \"C\" PRIMARY KEY,
         received_at BIGINT NOT NULL,
-        delivery TEXT NOT NULL,
-        event_type TEXT NOT NULL,
+        delivery TEXT COLLATE \"C\" NOT NULL,
+        event_type TEXT COLLATE \"C\" NOT NULL,
         raw BYTEA NOT NULL,
-        upload_id TEXT,
-        file_id TEXT,
-        task_id TEXT)",
+        upload_id TEXT COLLATE \"C\",
+        file_id TEXT COLLATE \"C\",
+        task_id TEXT COLLATE \"C\")",
     "CREATE INDEX IF NOT EXISTS events_by_upload ON events (upload_id)",
     // Uploads' files, found by FileId or procedure task id when a ProcedureStateChanged does
     // not name its upload. Only matched NewFileUpload events are looked up this way, so only
@@ -47,16 +52,32 @@ pub(super) const SCHEMA: &[&str] = &[
         WHERE upload_id IS NULL AND event_type = 'ProcedureStateChanged'",
     "CREATE TABLE IF NOT EXISTS changes (
         position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        upload_id TEXT NOT NULL,
-        caller TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        event_type TEXT NOT NULL,
+        upload_id TEXT COLLATE \"C\" NOT NULL,
+        caller TEXT COLLATE \"C\" NOT NULL,
+        user_id TEXT COLLATE \"C\" NOT NULL,
+        event_type TEXT COLLATE \"C\" NOT NULL,
         received_at BIGINT NOT NULL,
-        snapshot TEXT NOT NULL)",
+        snapshot TEXT COLLATE \"C\" NOT NULL)",
     "CREATE INDEX IF NOT EXISTS changes_by_caller ON changes (caller, position)",
     "CREATE TABLE IF NOT EXISTS feed (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         pruned_through BIGINT NOT NULL)",
     "INSERT INTO feed (id, pruned_through) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
     "ALTER TABLE feed ADD COLUMN IF NOT EXISTS durable_through BIGINT NOT NULL DEFAULT 0",
+    // Tables created before the collation was set: their text columns move to "C" once (this
+    // rebuilds the indexes on them).
+    r#"DO $$
+    DECLARE c record;
+    BEGIN
+        FOR c IN
+            SELECT a.attrelid::regclass AS rel, a.attname AS col
+            FROM pg_attribute a
+            WHERE a.attrelid IN ('uploads'::regclass, 'events'::regclass, 'changes'::regclass)
+              AND a.attnum > 0 AND NOT a.attisdropped
+              AND a.atttypid = 'text'::regtype
+              AND a.attcollation <> 'pg_catalog."C"'::regcollation
+        LOOP
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE TEXT COLLATE "C"', c.rel, c.col);
+        END LOOP;
+    END $$"#,
 ];
