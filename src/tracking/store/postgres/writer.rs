@@ -98,19 +98,18 @@ fn run(
         };
         let _ = ready.send(Ok(()));
         while let Some(job) = queue.recv().await {
-            let result = match connection.take() {
-                Some(open) => Ok(open),
-                None => connect(&options).await,
-            };
-            let result = match result {
-                Ok(mut open) => {
-                    let committed = commit(&mut open, &job.batch).await;
-                    if committed.is_ok() {
-                        connection = Some(open);
-                    }
-                    committed
+            let (open, options) = (connection.take(), options.clone());
+            // A task of its own, so that a panic fails this batch (and drops the connection)
+            // rather than the thread and every batch after it.
+            let run = tokio::spawn(async move { run_batch(open, &options, &job.batch).await });
+            let result = match run.await {
+                Ok((result, kept)) => {
+                    connection = kept;
+                    result
                 }
-                Err(e) => Err(e),
+                Err(_) => Err(TrackingError::Unavailable(
+                    "the PostgreSQL writer failed on this batch".into(),
+                )),
             };
             let _ = job.reply.send(result);
         }
@@ -118,6 +117,25 @@ fn run(
             let _ = open.close().await;
         }
     });
+}
+
+/// Commits one batch on `connection` (connecting first when there is none); gives the
+/// connection back unless the batch failed.
+async fn run_batch(
+    connection: Option<PgConnection>,
+    options: &PgConnectOptions,
+    batch: &[Incoming],
+) -> (Committed, Option<PgConnection>) {
+    let mut open = match connection {
+        Some(open) => open,
+        None => match connect(options).await {
+            Ok(open) => open,
+            Err(e) => return (Err(e), None),
+        },
+    };
+    let committed = commit(&mut open, batch).await;
+    let kept = committed.is_ok().then_some(open);
+    (committed, kept)
 }
 
 /// A new connection, or [`TrackingError::Unavailable`] within the time a batch may wait.
