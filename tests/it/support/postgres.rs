@@ -69,29 +69,14 @@ impl PostgresServer {
 
     /// Runs `sql` with `psql`, as another client of the database would; stops on an error.
     pub fn psql(&self, sql: &str) {
-        run(Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q"])
-            .args(["-v", "ON_ERROR_STOP=1", "-p"])
-            .arg(self.port.to_string())
-            .args(["-c", sql])
-            .stdout(Stdio::null()));
+        run(self.psql_command(sql).stdout(Stdio::null()));
     }
 
     /// The single value `sql` selects, as psql prints it unaligned.
     pub fn psql_value(&self, sql: &str) -> String {
-        let output = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qtA",
-            ])
-            .args(["-v", "ON_ERROR_STOP=1", "-p"])
-            .arg(self.port.to_string())
-            .args(["-c", sql])
+        let output = self
+            .psql_command(sql)
+            .args(["-t", "-A"])
             .output()
             .expect("running psql");
         assert!(output.status.success(), "psql failed: {output:?}");
@@ -99,6 +84,16 @@ impl PostgresServer {
             .expect("psql prints UTF-8")
             .trim()
             .to_owned()
+    }
+
+    fn psql_command(&self, sql: &str) -> Command {
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-q"])
+            .args(["-v", "ON_ERROR_STOP=1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-c", sql]);
+        command
     }
 
     pub fn port(&self) -> u16 {
