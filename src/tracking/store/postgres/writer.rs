@@ -14,6 +14,8 @@
 //! unknown state, and a server that went away leaves it broken); the next batch connects
 //! again.
 
+use std::sync::Arc;
+
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -88,6 +90,8 @@ fn run(
             return;
         }
     };
+    // Shared with each batch's task, which connects again when it has to.
+    let options = Arc::new(options);
     runtime.block_on(async move {
         let mut connection = match connect(&options).await {
             Ok(connection) => Some(connection),
@@ -98,7 +102,7 @@ fn run(
         };
         let _ = ready.send(Ok(()));
         while let Some(job) = queue.recv().await {
-            let (open, options) = (connection.take(), options.clone());
+            let (open, options) = (connection.take(), Arc::clone(&options));
             // A task of its own, so that a panic fails this batch (and drops the connection)
             // rather than the thread and every batch after it.
             let run = tokio::spawn(async move { run_batch(open, &options, &job.batch).await });
