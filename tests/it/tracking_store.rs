@@ -480,6 +480,31 @@ mod cases {
         assert_eq!(state_of(&tracker, &used).await, UploadState::Ready);
     }
 
+    /// Expiry reaches an upload still ISSUED even when more than one sweep's worth of uploads
+    /// that did arrive fall due before it.
+    pub async fn expiry_reaches_due_uploads_behind_many_that_arrived(b: &impl Backend) {
+        let tracker = b.open().await;
+        let arrived: Vec<NewUpload> = (0..1_050).map(|_| new_upload("u1", *T0, false)).collect();
+        let mut stale = new_upload("u1", *T0, false);
+        stale.expires_at += 10;
+        tracker.record_issued(arrived.clone()).await.unwrap();
+        tracker.record_issued(vec![stale.clone()]).await.unwrap();
+        let mut tasks = Vec::new();
+        for (i, upload) in arrived.iter().enumerate() {
+            let tracker = tracker.clone();
+            let body = new_file_upload(upload.upload_id.as_str(), &format!("f{i}"), None);
+            tasks.push(tokio::spawn(async move {
+                receive(&tracker, &body, *T0 + 1).await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Receipt::Applied);
+        }
+        assert_eq!(tracker.expire_due(stale.expires_at + 1).await.unwrap(), 1);
+        assert_eq!(state_of(&tracker, &stale).await, UploadState::Expired);
+        assert_eq!(state_of(&tracker, &arrived[0]).await, UploadState::Ready);
+    }
+
     pub async fn list_uploads_pages_newest_first(b: &impl Backend) {
         let tracker = b.open().await;
         let mut issued: Vec<NewUpload> = (0..5).map(|i| new_upload("u1", *T0 + i, false)).collect();
@@ -759,6 +784,7 @@ both!(
     reconciled_events_say_so_in_the_change,
     awaiting_procedure_lists_unfinished_tasks,
     expired_signatures_move_to_expired,
+    expiry_reaches_due_uploads_behind_many_that_arrived,
     list_uploads_pages_newest_first,
     watch_resumes_exactly_after_a_cursor_also_after_a_restart,
     retention_prunes_and_old_cursors_expire,
@@ -844,6 +870,66 @@ mod postgres_replicas {
         let body = new_file_upload(upload.upload_id.as_str(), "f1", None);
         let again = receive(&tracker, &body, *T0 + 2).await;
         assert_eq!(again, Receipt::Duplicate);
+    }
+
+    /// Indexes of `uploads` that cover (in their key or their predicate) a column that
+    /// applying an event changes: any one of them turns the update into a non-HOT one, which
+    /// writes an entry into every index.
+    const INDEXES_ON_MOVING_COLUMNS: &str = "SELECT count(*) FROM pg_indexes
+        WHERE tablename = 'uploads'
+          AND indexdef ~ '\\m(state|updated_at|snapshot|expired_at)\\M'";
+
+    /// Receiving an event rewrites the upload's row in place: no index covers what it changes
+    /// (the row's pages keep room for the new version), and the sweeps still find their rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_index_of_uploads_covers_what_an_event_changes() {
+        let db = Postgres::new().await;
+        let _tracker = db.open().await;
+        assert_eq!(db.server.psql_value(INDEXES_ON_MOVING_COLUMNS), "0");
+        assert_eq!(
+            db.server.psql_value(
+                "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'uploads'"
+            ),
+            "fillfactor=40"
+        );
+    }
+
+    /// A database written before the expiry queue and `awaiting_procedure` existed: the first
+    /// replica to start fills both from what the uploads hold, and drops the state indexes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_schema_keeps_its_pending_expiries_and_procedures() {
+        let db = Postgres::new().await;
+        let tracker = db.open().await;
+        let pending = new_upload("u1", *T0, false);
+        let processing = new_upload("u1", *T0, true);
+        let done = new_upload("u1", *T0, false);
+        tracker
+            .record_issued(vec![pending.clone(), processing.clone()])
+            .await
+            .unwrap();
+        issue_and_receive(&tracker, &done, "fd", *T0 + 1).await;
+        let p = processing.upload_id.as_str();
+        receive(&tracker, &new_file_upload(p, "fp", Some("tp")), *T0 + 1).await;
+        drop(tracker);
+        db.server.psql(
+            "DROP TABLE upload_expiry;
+             DROP INDEX uploads_awaiting_procedure;
+             ALTER TABLE uploads DROP COLUMN awaiting_procedure;
+             ALTER TABLE uploads RESET (fillfactor);
+             CREATE INDEX uploads_by_state ON uploads (state, expires_at);
+             CREATE INDEX uploads_by_updated ON uploads (updated_at);",
+        );
+        assert_eq!(db.server.psql_value(INDEXES_ON_MOVING_COLUMNS), "2");
+
+        let tracker = db.open().await;
+        assert_eq!(db.server.psql_value(INDEXES_ON_MOVING_COLUMNS), "0");
+        let due = tracker.awaiting_procedure(60, 100).await.unwrap();
+        let due: Vec<&str> = due.iter().map(|d| d.upload_id.as_str()).collect();
+        assert_eq!(due, [p]);
+        assert_eq!(tracker.expire_due(pending.expires_at + 1).await.unwrap(), 1);
+        assert_eq!(state_of(&tracker, &pending).await, UploadState::Expired);
+        assert_eq!(state_of(&tracker, &done).await, UploadState::Ready);
+        assert_eq!(state_of(&tracker, &processing).await, UploadState::Uploaded);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,13 +145,21 @@ impl Store for PostgresStore {
         }
         let mut tx = self.pool.begin().await?;
         let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO uploads (upload_id, caller, user_id, issued_at, expires_at, procedure,
-                source_context, session_context, one_time, state, updated_at, snapshot)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[],
-                $5::bigint[], $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[],
-                $11::bigint[], $12::text[])
-             ON CONFLICT (upload_id) DO NOTHING
-             RETURNING upload_id",
+            "WITH inserted AS (
+                INSERT INTO uploads (upload_id, caller, user_id, issued_at, expires_at,
+                    procedure, source_context, session_context, one_time, state, updated_at,
+                    snapshot, awaiting_procedure)
+                SELECT *, procedure IS NOT NULL FROM UNNEST($1::text[], $2::text[],
+                    $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+                    $9::boolean[], $10::text[], $11::bigint[], $12::text[])
+                  AS i(upload_id, caller, user_id, issued_at, expires_at, procedure,
+                    source_context, session_context, one_time, state, updated_at, snapshot)
+                ON CONFLICT (upload_id) DO NOTHING
+                RETURNING upload_id, expires_at),
+             queued AS (
+                INSERT INTO upload_expiry (expires_at, upload_id)
+                SELECT expires_at, upload_id FROM inserted)
+             SELECT upload_id FROM inserted",
         )
         .bind(&columns.upload_id)
         .bind(&columns.caller)
@@ -268,7 +276,9 @@ impl Store for PostgresStore {
     async fn prune(&self, cutoff: i64) -> Result<PruneReport, TrackingError> {
         let mut connection = self.pool.acquire().await?;
         let mut tx = tx::begin(&mut connection, true).await?;
-        let uploads = sqlx::query("DELETE FROM uploads WHERE updated_at < $1")
+        // `updated_at` is never before `issued_at`, whose index (unlike one on `updated_at`)
+        // costs nothing when an event is applied.
+        let uploads = sqlx::query("DELETE FROM uploads WHERE issued_at < $1 AND updated_at < $1")
             .bind(cutoff)
             .execute(&mut *tx.tx)
             .await?
@@ -316,7 +326,7 @@ impl Store for PostgresStore {
     ) -> Result<Vec<Upload>, TrackingError> {
         let rows = sqlx::query(
             "SELECT snapshot FROM uploads
-             WHERE state IN ('uploaded', 'processing') AND procedure IS NOT NULL
+             WHERE awaiting_procedure AND state IN ('uploaded', 'processing')
                AND updated_at <= $1
              ORDER BY updated_at LIMIT $2",
         )

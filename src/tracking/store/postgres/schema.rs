@@ -4,6 +4,16 @@
 //! nobody reads in a language's sort order, and under the database's default locale (often
 //! `en_US.UTF-8`, or `C.UTF-8` before PostgreSQL 17) each B-tree comparison of a key went
 //! through `strcoll`, a large part of what inserting an event costs (BENCHMARKS.md).
+//!
+//! No index of `uploads` covers a column that receiving an event changes (`state`,
+//! `updated_at`, `snapshot`, `expired_at`, and `awaiting_procedure` only when a procedure
+//! upload settles), and its pages keep free room: so applying an event is a heap-only (HOT)
+//! update, which writes no index entry at all. The room is large (`fillfactor = 40`) because a
+//! received upload's row grows by its files, and a burst of events updates every row of a page
+//! in one transaction, before any old version can be pruned. The sweeps that used to find
+//! uploads by state use what does not move instead: `upload_expiry` (filled when a signature is
+//! issued and emptied by the expiry sweep), `issued_at` for retention, and a partial index on
+//! `awaiting_procedure` for reconciliation.
 
 pub(super) const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS uploads (
@@ -19,11 +29,42 @@ pub(super) const SCHEMA: &[&str] = &[
         expired_at BIGINT,
         state TEXT COLLATE \"C\" NOT NULL,
         updated_at BIGINT NOT NULL,
-        snapshot TEXT COLLATE \"C\" NOT NULL)",
+        snapshot TEXT COLLATE \"C\" NOT NULL,
+        awaiting_procedure BOOLEAN NOT NULL DEFAULT false)
+        WITH (fillfactor = 40)",
     "CREATE INDEX IF NOT EXISTS uploads_by_user
         ON uploads (caller, user_id, issued_at DESC, upload_id DESC)",
-    "CREATE INDEX IF NOT EXISTS uploads_by_state ON uploads (state, expires_at)",
-    "CREATE INDEX IF NOT EXISTS uploads_by_updated ON uploads (updated_at)",
+    "CREATE INDEX IF NOT EXISTS uploads_by_issued ON uploads (issued_at)",
+    // True while an upload with a procedure is not READY, FAILED or EXPIRED: it changes when
+    // such an upload settles, never when an upload without a procedure is received.
+    r#"DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                       WHERE attrelid = 'uploads'::regclass
+                         AND attname = 'awaiting_procedure' AND NOT attisdropped) THEN
+            ALTER TABLE uploads ADD COLUMN awaiting_procedure BOOLEAN NOT NULL DEFAULT false;
+            UPDATE uploads SET awaiting_procedure = true
+             WHERE procedure IS NOT NULL AND state IN ('issued', 'uploaded', 'processing');
+        END IF;
+    END $$"#,
+    "CREATE INDEX IF NOT EXISTS uploads_awaiting_procedure ON uploads (issued_at)
+        WHERE awaiting_procedure",
+    // Room on each page for the new version of a row, which a HOT update needs.
+    "ALTER TABLE uploads SET (fillfactor = 40)",
+    // Each issued upload's expiry, due once; the sweep takes the due rows off and expires
+    // those uploads still ISSUED. A database from before this table gets its pending uploads.
+    r#"DO $$ BEGIN
+        IF to_regclass('upload_expiry') IS NULL THEN
+            CREATE TABLE upload_expiry (
+                expires_at BIGINT NOT NULL,
+                upload_id TEXT COLLATE "C" NOT NULL);
+            CREATE INDEX upload_expiry_by_time ON upload_expiry (expires_at);
+            INSERT INTO upload_expiry (expires_at, upload_id)
+            SELECT expires_at, upload_id FROM uploads
+             WHERE state = 'issued' AND expired_at IS NULL;
+        END IF;
+    END $$"#,
+    "DROP INDEX IF EXISTS uploads_by_state",
+    "DROP INDEX IF EXISTS uploads_by_updated",
     "CREATE TABLE IF NOT EXISTS events (
         dedupe_key TEXT COLLATE \"C\" PRIMARY KEY,
         received_at BIGINT NOT NULL,

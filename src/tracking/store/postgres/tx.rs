@@ -183,18 +183,35 @@ impl BatchTx for PgTx<'_> {
     }
 
     async fn mark_expired(&mut self, now: i64, limit: u32) -> Result<Vec<String>, TrackingError> {
-        Ok(sqlx::query_scalar(
-            "UPDATE uploads SET expired_at = $1
-             WHERE upload_id IN (SELECT upload_id FROM uploads
-                                 WHERE state = 'issued' AND expires_at < $1
-                                   AND expired_at IS NULL
-                                 LIMIT $2)
-             RETURNING upload_id",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.tx)
-        .await?)
+        // Takes due expiries off the queue a slice at a time: most belong to uploads that
+        // arrived long ago, so a slice can expire nothing while the next one holds some.
+        let mut expired = Vec::new();
+        loop {
+            let slice = limit - expired.len() as u32;
+            let row = sqlx::query(
+                "WITH due AS (
+                    DELETE FROM upload_expiry WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM upload_expiry WHERE expires_at < $1
+                         ORDER BY expires_at LIMIT $2))
+                    RETURNING upload_id),
+                 marked AS (
+                    UPDATE uploads u SET expired_at = $1 FROM due
+                     WHERE u.upload_id = due.upload_id
+                       AND u.state = 'issued' AND u.expired_at IS NULL
+                    RETURNING u.upload_id)
+                 SELECT (SELECT count(*) FROM due) AS taken,
+                        ARRAY(SELECT upload_id FROM marked) AS marked",
+            )
+            .bind(now)
+            .bind(i64::from(slice))
+            .fetch_one(&mut *self.tx)
+            .await?;
+            let taken: i64 = row.try_get("taken")?;
+            expired.extend(row.try_get::<Vec<String>, _>("marked")?);
+            if taken < i64::from(slice) || expired.len() as u32 >= limit {
+                return Ok(expired);
+            }
+        }
     }
 
     async fn save(&mut self, changes: &[(Upload, String, i64)]) -> Result<(), TrackingError> {
@@ -211,7 +228,9 @@ impl BatchTx for PgTx<'_> {
         let received_at: Vec<i64> = changes.iter().map(|c| c.2).collect();
         sqlx::query(
             "UPDATE uploads u SET state = s.state, updated_at = s.updated_at,
-                snapshot = s.snapshot
+                snapshot = s.snapshot,
+                awaiting_procedure = u.procedure IS NOT NULL
+                    AND s.state IN ('issued', 'uploaded', 'processing')
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[])
                 AS s(upload_id, state, updated_at, snapshot)
              WHERE u.upload_id = s.upload_id",
