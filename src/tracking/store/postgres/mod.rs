@@ -126,12 +126,9 @@ impl PostgresStore {
 /// Flushes every commit made so far and makes the changes they appended readable, waking the
 /// watchers of every replica when `appended`: one round trip, one transaction of its own.
 async fn publish(pool: &PgPool, appended: bool) -> Result<(), TrackingError> {
-    let notify = if appended {
-        format!("; SELECT pg_notify('{CHANNEL}', '')")
-    } else {
-        String::new()
-    };
-    sqlx::raw_sql(&format!("{MARK_DURABLE}{notify}"))
+    sqlx::query(MARK_DURABLE)
+        .bind(CHANNEL)
+        .bind(appended)
         .execute(pool)
         .await?;
     Ok(())

@@ -11,11 +11,15 @@ use crate::tracking::model::{NewUpload, Upload};
 const WRITER_LOCK: i64 = 0x766f_645f_7369_676e; // "vod_sign"
 pub(super) const CHANNEL: &str = "vod_signer_upload_changes";
 
-/// Makes every change this statement sees readable; run in a transaction whose commit is
-/// flushed (see the module doc).
-pub(super) const MARK_DURABLE: &str = "UPDATE feed
-    SET durable_through = GREATEST(durable_through, (SELECT COALESCE(MAX(position), 0) FROM changes))
-    WHERE id = 1";
+/// Makes every change this statement sees readable, and wakes the watchers of every replica
+/// when `$2` (sent on the channel `$1` once the transaction commits). Run it in a transaction
+/// whose commit is flushed (see the module doc). One statement, so that it is prepared once
+/// per connection rather than planned on every call.
+pub(super) const MARK_DURABLE: &str = "WITH marked AS (
+        UPDATE feed SET durable_through = GREATEST(durable_through,
+            (SELECT COALESCE(MAX(position), 0) FROM changes))
+        WHERE id = 1 RETURNING 1)
+    SELECT pg_notify($1, '') FROM marked WHERE $2";
 
 /// A transaction holding the writer lock, begun in one round trip. `flushed`: its COMMIT
 /// waits for the flush; otherwise `publish` must follow before anyone is answered.
@@ -50,10 +54,9 @@ impl PgTx<'_> {
     /// Commits a transaction begun with `flushed`, publishing what it appended.
     pub(super) async fn commit(mut self) -> Result<(), TrackingError> {
         if self.appended {
-            sqlx::query(MARK_DURABLE).execute(&mut *self.tx).await?;
-            // Delivered to the listeners when (and only if) the transaction commits.
-            sqlx::query("SELECT pg_notify($1, '')")
+            sqlx::query(MARK_DURABLE)
                 .bind(CHANNEL)
+                .bind(true)
                 .execute(&mut *self.tx)
                 .await?;
         }
