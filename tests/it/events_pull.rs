@@ -254,8 +254,11 @@ async fn two_consumers_share_one_queue_without_duplicate_changes() {
     let tracker = dir.open().await;
     let log = ChangeLog::start(&tracker).await;
     let ids = queue_uploads(&standin, &tracker, 100).await;
-    // Every third confirm fails, so some events come back, possibly to the other consumer.
-    standin.inject("ConfirmEvents", Fault::Error("InternalError"), 3);
+    // Two confirms fail, and the one after them arrives past the queue's window, so some
+    // events come back, possibly to the other consumer. Failures alone are not enough: a fast
+    // machine retries them to success within the window, and nothing comes back.
+    standin.inject("ConfirmEvents", Fault::Error("InternalError"), 2);
+    standin.inject("ConfirmEvents", Fault::Delay(Duration::from_millis(900)), 1);
     let metrics = Arc::new(Metrics::new());
     let timing = PullTiming {
         confirm_window: Duration::from_millis(50),
