@@ -144,20 +144,28 @@ pub(crate) fn parse_keyed(raw: &[u8]) -> Result<(Notification, String), EventPar
 #[derive(Debug)]
 pub(crate) struct ParsedBody {
     pub notification: Notification,
-    pub dedupe_key: String,
     /// The `Sign`/`T` pair of the body's own fields, if it carries one.
     pub sign: Option<super::SignedPair>,
+    body: Map<String, Value>,
 }
 
-/// [`parse_keyed`], and the body's own `Sign`/`T` pair.
+impl ParsedBody {
+    /// The notification and its dedupe key. The key hashes the whole body, so it is worked
+    /// out only for a body that passed authentication.
+    pub(crate) fn into_keyed(self) -> (Notification, String) {
+        (self.notification, super::dedupe::key_of(self.body))
+    }
+}
+
+/// [`parse`], and the body's own `Sign`/`T` pair; [`ParsedBody::into_keyed`] adds the key.
 pub(crate) fn parse_body(raw: &[u8]) -> Result<ParsedBody, EventParseError> {
     let body = object_of(raw)?;
     let notification = parse_object(&body)?;
     let sign = super::locate::in_fields(&body);
     Ok(ParsedBody {
         notification,
-        dedupe_key: super::dedupe::key_of(body),
         sign,
+        body,
     })
 }
 

@@ -148,17 +148,18 @@ async fn receive(
     let query = request.uri().query().map(str::to_owned);
     let (parts, body) = request.into_parts();
     let raw = read_body(&parts.headers, body).await?;
-    let parsed = events::parse_body(&raw)?;
+    let mut parsed = events::parse_body(&raw)?;
     *event_type = type_label(&parsed.notification);
     if let Some(key) = &credentials.sign_key {
         authenticate(
             key,
-            parsed.sign,
+            parsed.sign.take(),
             query.as_deref(),
             &parts.headers,
             receiver.clock.now(),
         )?;
     }
+    let (notification, dedupe_key) = parsed.into_keyed();
     let event = ReceivedEvent {
         raw,
         received_at: receiver.clock.now(),
@@ -166,7 +167,7 @@ async fn receive(
     };
     let receipt = receiver
         .tracker
-        .receive_parsed(event, parsed.notification, parsed.dedupe_key)
+        .receive_parsed(event, notification, dedupe_key)
         .await
         .map_err(|e| match e {
             TrackingError::Unavailable(_) => ReceiveError::StoreUnavailable,
