@@ -19,9 +19,7 @@ use super::model::{
     FileState, NewUpload, PendingProcedure, Receipt, ReceivedEvent, Upload, UploadChange,
     UploadPage, WatchStart,
 };
-use super::store::{
-    AnyStore, Durable, EXPIRE_PER_CALL, Incoming, PostgresStore, PruneReport, SqliteStore, Store,
-};
+use super::store::{AnyStore, Durable, Incoming, PostgresStore, PruneReport, SqliteStore, Store};
 use super::{TrackingError, UploadId};
 use crate::config::{StoreLocation, TrackingSettings};
 use crate::events::Notification;
@@ -235,12 +233,12 @@ impl Tracker {
     pub async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
         let mut expired = 0;
         loop {
-            let count = self.inner.store.expire_due(now).await?;
-            if count > 0 {
+            let swept = self.inner.store.expire_due(now).await?;
+            if swept.expired > 0 {
                 self.inner.feed.send_modify(|n| *n += 1);
             }
-            expired += count;
-            if count < u64::from(EXPIRE_PER_CALL) {
+            expired += swept.expired;
+            if !swept.more {
                 return Ok(expired);
             }
         }

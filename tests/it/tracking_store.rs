@@ -850,9 +850,11 @@ mod postgres_replicas {
             Receipt::Applied
         );
         drop(tracker);
-        // What the tables looked like before: every text column in the database's default.
+        // What the tables looked like before: every text column in the database's default
+        // (and no column computed from them yet).
         db.server.psql(
-            r#"DO $$ DECLARE c record; BEGIN
+            r#"ALTER TABLE uploads DROP COLUMN awaiting_procedure;
+            DO $$ DECLARE c record; BEGIN
                 FOR c IN SELECT attrelid::regclass AS rel, attname AS col FROM pg_attribute
                     WHERE attrelid IN ('uploads'::regclass, 'events'::regclass,
                                        'changes'::regclass)
@@ -879,23 +881,42 @@ mod postgres_replicas {
         WHERE tablename = 'uploads'
           AND indexdef ~ '\\m(state|updated_at|snapshot|expired_at)\\M'";
 
+    /// The storage options of `uploads`.
+    const FILLFACTOR: &str = "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class WHERE relname = 'uploads'";
+
     /// Receiving an event rewrites the upload's row in place: no index covers what it changes
-    /// (the row's pages keep room for the new version), and the sweeps still find their rows.
+    /// (the row's pages keep room for the new version), so every update is heap-only.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn no_index_of_uploads_covers_what_an_event_changes() {
+    async fn applying_events_updates_uploads_in_place() {
         let db = Postgres::new().await;
-        let _tracker = db.open().await;
+        let tracker = db.open().await;
         assert_eq!(db.server.psql_value(INDEXES_ON_MOVING_COLUMNS), "0");
-        assert_eq!(
-            db.server.psql_value(
-                "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'uploads'"
-            ),
-            "fillfactor=40"
-        );
+        assert_eq!(db.server.psql_value(FILLFACTOR), "fillfactor=40");
+        let uploads: Vec<NewUpload> = (0..20).map(|i| new_upload("u1", *T0 + i, false)).collect();
+        tracker.record_issued(uploads.clone()).await.unwrap();
+        for (i, upload) in uploads.iter().enumerate() {
+            let body = new_file_upload(upload.upload_id.as_str(), &format!("f{i}"), None);
+            assert_eq!(receive(&tracker, &body, *T0 + 30).await, Receipt::Applied);
+        }
+        // The writer's backend reports its statistics within a second or so of going idle.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let counts = loop {
+            let counts = db.server.psql_value(
+                "SELECT n_tup_upd || ' ' || n_tup_hot_upd FROM pg_stat_user_tables
+                 WHERE relname = 'uploads'",
+            );
+            if counts.starts_with("20 ") || std::time::Instant::now() > deadline {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(counts, "20 20", "updates, of which heap-only");
     }
 
     /// A database written before the expiry queue and `awaiting_procedure` existed: the first
     /// replica to start fills both from what the uploads hold, and drops the state indexes.
+    /// A replica of that older version still running meanwhile (a rolling upgrade) inserts
+    /// uploads as it did; the database queues and classifies them all the same.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_older_schema_keeps_its_pending_expiries_and_procedures() {
         let db = Postgres::new().await;
@@ -912,22 +933,44 @@ mod postgres_replicas {
         receive(&tracker, &new_file_upload(p, "fp", Some("tp")), *T0 + 1).await;
         drop(tracker);
         db.server.psql(
-            "DROP TABLE upload_expiry;
+            "DROP TRIGGER uploads_queue_expiry ON uploads;
+             DROP FUNCTION vod_signer_queue_expiry();
+             DROP TABLE upload_expiry;
              DROP INDEX uploads_awaiting_procedure;
+             DROP INDEX uploads_by_issued;
              ALTER TABLE uploads DROP COLUMN awaiting_procedure;
              ALTER TABLE uploads RESET (fillfactor);
              CREATE INDEX uploads_by_state ON uploads (state, expires_at);
              CREATE INDEX uploads_by_updated ON uploads (updated_at);",
         );
         assert_eq!(db.server.psql_value(INDEXES_ON_MOVING_COLUMNS), "2");
+        assert_eq!(db.server.psql_value(FILLFACTOR), "");
 
         let tracker = db.open().await;
         assert_eq!(db.server.psql_value(INDEXES_ON_MOVING_COLUMNS), "0");
+        assert_eq!(db.server.psql_value(FILLFACTOR), "fillfactor=40");
+        // The older version's insert, with its column list and nothing else.
+        let old_writer = new_upload("u1", *T0, true);
+        db.server.psql(&format!(
+            "INSERT INTO uploads (upload_id, caller, user_id, issued_at, expires_at, procedure,
+                source_context, session_context, one_time, state, updated_at, snapshot)
+             VALUES ('{}', '{CALLER}', 'u1', {}, {}, 'review', NULL, NULL, false, 'issued', {},
+                '{{}}')",
+            old_writer.upload_id, old_writer.issued_at, old_writer.expires_at, old_writer.issued_at
+        ));
+        let awaiting = format!(
+            "SELECT awaiting_procedure FROM uploads WHERE upload_id = '{}'",
+            old_writer.upload_id
+        );
+        assert_eq!(db.server.psql_value(&awaiting), "t");
+
         let due = tracker.awaiting_procedure(60, 100).await.unwrap();
         let due: Vec<&str> = due.iter().map(|d| d.upload_id.as_str()).collect();
         assert_eq!(due, [p]);
-        assert_eq!(tracker.expire_due(pending.expires_at + 1).await.unwrap(), 1);
+        assert_eq!(tracker.expire_due(pending.expires_at + 1).await.unwrap(), 2);
         assert_eq!(state_of(&tracker, &pending).await, UploadState::Expired);
+        assert_eq!(state_of(&tracker, &old_writer).await, UploadState::Expired);
+        assert_eq!(db.server.psql_value(&awaiting), "f");
         assert_eq!(state_of(&tracker, &done).await, UploadState::Ready);
         assert_eq!(state_of(&tracker, &processing).await, UploadState::Uploaded);
     }

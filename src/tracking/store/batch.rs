@@ -13,7 +13,7 @@ use crate::tracking::model::{Delivery, NewUpload, Receipt, ReceivedEvent, Upload
 use crate::tracking::state::{self, Fact, FactKind};
 use crate::tracking::{TrackingError, UploadId};
 
-use super::{BatchTx, EventRow, FileLink};
+use super::{BatchTx, EventRow, FileLink, Swept};
 
 /// A received event, parsed and keyed, ready to be committed.
 #[derive(Debug, Clone)]
@@ -241,15 +241,15 @@ pub(crate) async fn expire<T: BatchTx>(
     tx: &mut T,
     now: i64,
     limit: u32,
-) -> Result<u64, TrackingError> {
-    let ids = tx.mark_expired(now, limit).await?;
-    let count = ids.len() as u64;
+) -> Result<Swept, TrackingError> {
+    let (ids, more) = tx.mark_expired(now, limit).await?;
+    let expired = ids.len() as u64;
     let changed = ids
         .into_iter()
         .map(|id| (id, ("Expired".to_owned(), now)))
         .collect();
     rederive(tx, changed, &HashMap::new(), Issued::new()).await?;
-    Ok(count)
+    Ok(Swept { expired, more })
 }
 
 /// Issued records (with the sweeper's expiry time) by upload id, as read in this transaction.

@@ -85,9 +85,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// has pruned it (a cursor below it is expired).
     fn feed_bounds(&self) -> impl Future<Output = Result<(i64, i64), TrackingError>> + Send;
 
-    /// Moves at most [`EXPIRE_PER_CALL`] uploads still ISSUED whose `expires_at` is before
-    /// `now` to EXPIRED; returns how many.
-    fn expire_due(&self, now: i64) -> impl Future<Output = Result<u64, TrackingError>> + Send;
+    /// Moves uploads still ISSUED whose `expires_at` is before `now` to EXPIRED, about
+    /// [`EXPIRE_PER_CALL`] at most, in one transaction.
+    fn expire_due(&self, now: i64) -> impl Future<Output = Result<Swept, TrackingError>> + Send;
 
     /// Removes event bodies, uploads and changes last touched before `cutoff`.
     fn prune(&self, cutoff: i64)
@@ -137,13 +137,13 @@ pub(crate) trait BatchTx: Send {
         upload_ids: &[String],
     ) -> impl Future<Output = Result<Vec<AppliedEvent>, TrackingError>> + Send;
 
-    /// Marks at most `limit` uploads still ISSUED whose `expires_at` is before `now` as
-    /// expired at `now`; returns their ids.
+    /// Marks uploads still ISSUED whose `expires_at` is before `now` as expired at `now`,
+    /// about `limit` at most (under twice it); returns their ids, and whether more may be due.
     fn mark_expired(
         &mut self,
         now: i64,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<String>, TrackingError>> + Send;
+    ) -> impl Future<Output = Result<(Vec<String>, bool), TrackingError>> + Send;
 
     /// Saves the derived uploads and appends one change for each, in this order.
     fn save(
@@ -168,9 +168,18 @@ pub(crate) struct AppliedEvent {
     pub received_at: i64,
 }
 
-/// Uploads one `expire_due` call moves to EXPIRED at most; the sweeper calls again until
-/// fewer come back, so one transaction stays small.
+/// Uploads one `expire_due` call moves to EXPIRED at most; the sweeper calls again while
+/// more may be due, so one transaction stays small.
 pub(crate) const EXPIRE_PER_CALL: u32 = 1000;
+
+/// What one `expire_due` call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Swept {
+    /// Uploads moved to EXPIRED.
+    pub expired: u64,
+    /// Whether more may be due: the call stopped at its limit.
+    pub more: bool,
+}
 
 /// An event as it is inserted.
 #[derive(Debug, Clone)]
@@ -239,7 +248,7 @@ impl Store for AnyStore {
     async fn feed_bounds(&self) -> Result<(i64, i64), TrackingError> {
         dispatch!(self, s => s.feed_bounds().await)
     }
-    async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
+    async fn expire_due(&self, now: i64) -> Result<Swept, TrackingError> {
         dispatch!(self, s => s.expire_due(now).await)
     }
     async fn prune(&self, cutoff: i64) -> Result<PruneReport, TrackingError> {

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use super::batch::{self, Incoming};
 use super::rows;
 use super::{
-    Durable, EXPIRE_PER_CALL, PruneReport, Store, StoredChange, decode_upload, encode_upload,
+    Durable, EXPIRE_PER_CALL, PruneReport, Store, StoredChange, Swept, decode_upload, encode_upload,
 };
 use crate::config::PostgresUrl;
 use crate::tracking::TrackingError;
@@ -141,22 +141,15 @@ impl Store for PostgresStore {
             columns.push(upload);
         }
         let mut tx = self.pool.begin().await?;
+        // A trigger queues each inserted upload's expiry (schema.rs).
         let inserted: Vec<String> = sqlx::query_scalar(
-            "WITH inserted AS (
-                INSERT INTO uploads (upload_id, caller, user_id, issued_at, expires_at,
-                    procedure, source_context, session_context, one_time, state, updated_at,
-                    snapshot, awaiting_procedure)
-                SELECT *, procedure IS NOT NULL FROM UNNEST($1::text[], $2::text[],
-                    $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[],
-                    $9::boolean[], $10::text[], $11::bigint[], $12::text[])
-                  AS i(upload_id, caller, user_id, issued_at, expires_at, procedure,
-                    source_context, session_context, one_time, state, updated_at, snapshot)
-                ON CONFLICT (upload_id) DO NOTHING
-                RETURNING upload_id, expires_at),
-             queued AS (
-                INSERT INTO upload_expiry (expires_at, upload_id)
-                SELECT expires_at, upload_id FROM inserted)
-             SELECT upload_id FROM inserted",
+            "INSERT INTO uploads (upload_id, caller, user_id, issued_at, expires_at, procedure,
+                source_context, session_context, one_time, state, updated_at, snapshot)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[],
+                $5::bigint[], $6::text[], $7::text[], $8::text[], $9::boolean[], $10::text[],
+                $11::bigint[], $12::text[])
+             ON CONFLICT (upload_id) DO NOTHING
+             RETURNING upload_id",
         )
         .bind(&columns.upload_id)
         .bind(&columns.caller)
@@ -262,12 +255,12 @@ impl Store for PostgresStore {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
+    async fn expire_due(&self, now: i64) -> Result<Swept, TrackingError> {
         let mut connection = self.pool.acquire().await?;
         let mut tx = tx::begin(&mut connection, true).await?;
-        let count = batch::expire(&mut tx, now, EXPIRE_PER_CALL).await?;
+        let swept = batch::expire(&mut tx, now, EXPIRE_PER_CALL).await?;
         tx.commit().await?;
-        Ok(count)
+        Ok(swept)
     }
 
     async fn prune(&self, cutoff: i64) -> Result<PruneReport, TrackingError> {

@@ -6,17 +6,27 @@
 //! through `strcoll`, a large part of what inserting an event costs (BENCHMARKS.md).
 //!
 //! No index of `uploads` covers a column that receiving an event changes (`state`,
-//! `updated_at`, `snapshot`, `expired_at`, and `awaiting_procedure` only when a procedure
-//! upload settles), and its pages keep free room: so applying an event is a heap-only (HOT)
-//! update, which writes no index entry at all. The room is large (`fillfactor = 40`) because a
-//! received upload's row grows by its files, and a burst of events updates every row of a page
-//! in one transaction, before any old version can be pruned. The sweeps that used to find
-//! uploads by state use what does not move instead: `upload_expiry` (filled when a signature is
-//! issued and emptied by the expiry sweep), `issued_at` for retention, and a partial index on
-//! `awaiting_procedure` for reconciliation.
+//! `updated_at`, `snapshot`; nor `expired_at`, which the expiry sweep sets), and its pages keep
+//! free room: so applying an event is a heap-only (HOT) update, which writes no index entry at
+//! all. The room is large (`fillfactor = 40`) because a received upload's row grows by its
+//! files, and a burst of events updates every row of a page in one transaction, before any old
+//! version can be pruned. The sweeps that used to find uploads by state use what does not move
+//! instead: `upload_expiry` (filled by a trigger when an upload is inserted, emptied by the
+//! expiry sweep), `issued_at` for retention, and a partial index on the generated column
+//! `awaiting_procedure` for reconciliation; that column changes only when an upload with a
+//! procedure settles, expires, or gets another file after it.
+
+/// Whether an upload waits for its procedure's outcome: it has one, and is not READY, FAILED
+/// or EXPIRED.
+macro_rules! awaiting_procedure {
+    () => {
+        "procedure IS NOT NULL AND state IN ('issued', 'uploaded', 'processing')"
+    };
+}
 
 pub(super) const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS uploads (
+    concat!(
+        "CREATE TABLE IF NOT EXISTS uploads (
         upload_id TEXT COLLATE \"C\" PRIMARY KEY,
         caller TEXT COLLATE \"C\" NOT NULL,
         user_id TEXT COLLATE \"C\" NOT NULL,
@@ -30,28 +40,16 @@ pub(super) const SCHEMA: &[&str] = &[
         state TEXT COLLATE \"C\" NOT NULL,
         updated_at BIGINT NOT NULL,
         snapshot TEXT COLLATE \"C\" NOT NULL,
-        awaiting_procedure BOOLEAN NOT NULL DEFAULT false)
-        WITH (fillfactor = 40)",
+        awaiting_procedure BOOLEAN GENERATED ALWAYS AS (",
+        awaiting_procedure!(),
+        ") STORED)
+        WITH (fillfactor = 40)"
+    ),
     "CREATE INDEX IF NOT EXISTS uploads_by_user
         ON uploads (caller, user_id, issued_at DESC, upload_id DESC)",
-    "CREATE INDEX IF NOT EXISTS uploads_by_issued ON uploads (issued_at)",
-    // True while an upload with a procedure is not READY, FAILED or EXPIRED: it changes when
-    // such an upload settles, never when an upload without a procedure is received.
-    r#"DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM pg_attribute
-                       WHERE attrelid = 'uploads'::regclass
-                         AND attname = 'awaiting_procedure' AND NOT attisdropped) THEN
-            ALTER TABLE uploads ADD COLUMN awaiting_procedure BOOLEAN NOT NULL DEFAULT false;
-            UPDATE uploads SET awaiting_procedure = true
-             WHERE procedure IS NOT NULL AND state IN ('issued', 'uploaded', 'processing');
-        END IF;
-    END $$"#,
-    "CREATE INDEX IF NOT EXISTS uploads_awaiting_procedure ON uploads (issued_at)
-        WHERE awaiting_procedure",
-    // Room on each page for the new version of a row, which a HOT update needs.
-    "ALTER TABLE uploads SET (fillfactor = 40)",
     // Each issued upload's expiry, due once; the sweep takes the due rows off and expires
-    // those uploads still ISSUED. A database from before this table gets its pending uploads.
+    // those uploads still ISSUED. A database from before this table gets its pending uploads
+    // (found through the state index it still has).
     r#"DO $$ BEGIN
         IF to_regclass('upload_expiry') IS NULL THEN
             CREATE TABLE upload_expiry (
@@ -63,8 +61,37 @@ pub(super) const SCHEMA: &[&str] = &[
              WHERE state = 'issued' AND expired_at IS NULL;
         END IF;
     END $$"#,
+    // The database queues every inserted upload itself, so that a replica of an older version
+    // still running during a rolling upgrade (whose inserts do not know the queue) leaves none
+    // out.
+    r#"CREATE OR REPLACE FUNCTION vod_signer_queue_expiry() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO upload_expiry (expires_at, upload_id)
+            SELECT expires_at, upload_id FROM inserted;
+            RETURN NULL;
+        END $$"#,
+    r#"DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                       WHERE tgrelid = 'uploads'::regclass AND tgname = 'uploads_queue_expiry')
+        THEN
+            CREATE TRIGGER uploads_queue_expiry AFTER INSERT ON uploads
+                REFERENCING NEW TABLE AS inserted
+                FOR EACH STATEMENT EXECUTE FUNCTION vod_signer_queue_expiry();
+        END IF;
+    END $$"#,
     "DROP INDEX IF EXISTS uploads_by_state",
     "DROP INDEX IF EXISTS uploads_by_updated",
+    // Room on each page for the new version of a row, which a HOT update needs. Set only when
+    // missing: the ALTER waits for any vacuum of the table.
+    r#"DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_class
+                       WHERE oid = 'uploads'::regclass
+                         AND 'fillfactor=40' = ANY(reloptions)) THEN
+            ALTER TABLE uploads SET (fillfactor = 40);
+        END IF;
+    END $$"#,
+    "CREATE INDEX IF NOT EXISTS uploads_by_issued ON uploads (issued_at)",
     "CREATE TABLE IF NOT EXISTS events (
         dedupe_key TEXT COLLATE \"C\" PRIMARY KEY,
         received_at BIGINT NOT NULL,
@@ -121,4 +148,23 @@ pub(super) const SCHEMA: &[&str] = &[
             EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE TEXT COLLATE "C"', c.rel, c.col);
         END LOOP;
     END $$"#,
+    // Computed by the database (also for an older replica's writes). It changes when an
+    // upload with a procedure settles or expires, never when one without a procedure is
+    // received. Adding it rewrites an older table once; after the collation above, since a
+    // column a generated one reads cannot change its type.
+    concat!(
+        r#"DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                       WHERE attrelid = 'uploads'::regclass AND attname = 'awaiting_procedure'
+                         AND NOT attisdropped AND attgenerated = 's') THEN
+            ALTER TABLE uploads DROP COLUMN IF EXISTS awaiting_procedure;
+            ALTER TABLE uploads ADD COLUMN awaiting_procedure BOOLEAN
+                GENERATED ALWAYS AS ("#,
+        awaiting_procedure!(),
+        r#") STORED;
+        END IF;
+    END $$"#
+    ),
+    "CREATE INDEX IF NOT EXISTS uploads_awaiting_procedure ON uploads (issued_at)
+        WHERE awaiting_procedure",
 ];

@@ -10,6 +10,8 @@ use crate::tracking::model::{NewUpload, Upload};
 /// The advisory lock of the writers (an arbitrary number owned by this application).
 const WRITER_LOCK: i64 = 0x766f_645f_7369_676e; // "vod_sign"
 pub(super) const CHANNEL: &str = "vod_signer_upload_changes";
+/// Slices of the expiry queue (of `limit` rows each) one sweep transaction takes at most.
+const EXPIRY_SLICES_PER_CALL: u32 = 4;
 
 /// Makes every change this statement sees readable, and wakes the watchers of every replica
 /// when `$2` (sent on the channel `$1` once the transaction commits). Run it in a transaction
@@ -185,12 +187,16 @@ impl BatchTx for PgTx<'_> {
             .collect()
     }
 
-    async fn mark_expired(&mut self, now: i64, limit: u32) -> Result<Vec<String>, TrackingError> {
+    async fn mark_expired(
+        &mut self,
+        now: i64,
+        limit: u32,
+    ) -> Result<(Vec<String>, bool), TrackingError> {
         // Takes due expiries off the queue a slice at a time: most belong to uploads that
-        // arrived long ago, so a slice can expire nothing while the next one holds some.
+        // arrived long ago, so a slice can expire nothing while the next one holds some. The
+        // slices a call takes are bounded too, since the writer lock is held meanwhile.
         let mut expired = Vec::new();
-        loop {
-            let slice = limit - expired.len() as u32;
+        for _ in 0..EXPIRY_SLICES_PER_CALL {
             let row = sqlx::query(
                 "WITH due AS (
                     DELETE FROM upload_expiry WHERE ctid = ANY(ARRAY(
@@ -206,15 +212,19 @@ impl BatchTx for PgTx<'_> {
                         ARRAY(SELECT upload_id FROM marked) AS marked",
             )
             .bind(now)
-            .bind(i64::from(slice))
+            .bind(i64::from(limit))
             .fetch_one(&mut *self.tx)
             .await?;
             let taken: i64 = row.try_get("taken")?;
             expired.extend(row.try_get::<Vec<String>, _>("marked")?);
-            if taken < i64::from(slice) || expired.len() as u32 >= limit {
-                return Ok(expired);
+            if taken < i64::from(limit) {
+                return Ok((expired, false));
+            }
+            if expired.len() as u64 >= u64::from(limit) {
+                break;
             }
         }
+        Ok((expired, true))
     }
 
     async fn save(&mut self, changes: &[(Upload, String, i64)]) -> Result<(), TrackingError> {
@@ -231,9 +241,7 @@ impl BatchTx for PgTx<'_> {
         let received_at: Vec<i64> = changes.iter().map(|c| c.2).collect();
         sqlx::query(
             "UPDATE uploads u SET state = s.state, updated_at = s.updated_at,
-                snapshot = s.snapshot,
-                awaiting_procedure = u.procedure IS NOT NULL
-                    AND s.state IN ('issued', 'uploaded', 'processing')
+                snapshot = s.snapshot
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[])
                 AS s(upload_id, state, updated_at, snapshot)
              WHERE u.upload_id = s.upload_id",

@@ -187,7 +187,11 @@ impl BatchTx for WriteTx<'_> {
         Ok(found)
     }
 
-    async fn mark_expired(&mut self, now: i64, limit: u32) -> Result<Vec<String>, TrackingError> {
+    async fn mark_expired(
+        &mut self,
+        now: i64,
+        limit: u32,
+    ) -> Result<(Vec<String>, bool), TrackingError> {
         let mut update = self.connection.prepare_cached(
             "UPDATE uploads SET expired_at = ?1
              WHERE upload_id IN (SELECT upload_id FROM uploads
@@ -196,7 +200,9 @@ impl BatchTx for WriteTx<'_> {
              RETURNING upload_id",
         )?;
         let rows = update.query_map(params![now, i64::from(limit)], |row| row.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let ids: Vec<String> = rows.collect::<Result<_, _>>()?;
+        let more = ids.len() as u64 == u64::from(limit);
+        Ok((ids, more))
     }
 
     async fn save(&mut self, changes: &[(Upload, String, i64)]) -> Result<(), TrackingError> {

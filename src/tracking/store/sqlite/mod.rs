@@ -19,7 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
 
 use super::batch::Incoming;
-use super::{Durable, PruneReport, Store, StoredChange, decode_upload};
+use super::{Durable, PruneReport, Store, StoredChange, Swept, decode_upload};
 use crate::tracking::TrackingError;
 use crate::tracking::cursor::PageKey;
 use crate::tracking::model::{NewUpload, Receipt, Upload};
@@ -163,7 +163,7 @@ impl Store for SqliteStore {
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
-    async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
+    async fn expire_due(&self, now: i64) -> Result<Swept, TrackingError> {
         self.writer.expire_due(now).await
     }
 

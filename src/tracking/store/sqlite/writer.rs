@@ -17,7 +17,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::super::batch::{self, Incoming};
-use super::super::{Durable, EXPIRE_PER_CALL, PruneReport, encode_upload};
+use super::super::{Durable, EXPIRE_PER_CALL, PruneReport, Swept, encode_upload};
 use super::durability::Durability;
 use super::schema::SCHEMA;
 use crate::tracking::TrackingError;
@@ -165,7 +165,7 @@ impl Writer {
         ))
     }
 
-    pub(super) async fn expire_due(&self, now: i64) -> Result<u64, TrackingError> {
+    pub(super) async fn expire_due(&self, now: i64) -> Result<Swept, TrackingError> {
         self.write(move |tx| complete(batch::expire(tx, now, EXPIRE_PER_CALL))?)
             .await
     }
