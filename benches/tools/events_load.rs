@@ -1,8 +1,9 @@
 //! Load for the event receiver (issue 12), driven by `scripts/bench_events.sh`.
 //!
-//! 1. Intake: issues `--uploads` tracked signatures (IssueSignatureBatch), then POSTs one
-//!    signed NewFileUpload per upload over `--connections` keep-alive HTTP/1.1 connections,
-//!    as fast as the answers come. Reports events/s answered 200.
+//! 1. Intake: issues `--uploads` tracked signatures (IssueSignatureBatch, 100 a call, one call
+//!    at a time) and reports how many a second, then POSTs one signed NewFileUpload per upload
+//!    over `--connections` keep-alive HTTP/1.1 connections, as fast as the answers come.
+//!    Reports events/s answered 200.
 //! 2. Watch latency: opens WatchUploads, then POSTs `--latency-events` more NewFileUploads one
 //!    at a time (`--latency-rate` per second) and measures, per upload, the time from the 200
 //!    to the change arriving on the watch.
@@ -218,7 +219,13 @@ async fn main() {
     let mut signer = UploadSignerClient::new(channel.clone());
 
     // Intake.
+    let issue_started = Instant::now();
     let ids = issue_uploads(&mut signer, &token, "bench-intake", args.uploads).await;
+    let issued_per_s = ids.len() as f64 / issue_started.elapsed().as_secs_f64();
+    eprintln!(
+        "issue: {} tracked signatures at {issued_per_s:.0}/s",
+        ids.len()
+    );
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
         ids.iter()
             .enumerate()
@@ -355,7 +362,7 @@ async fn main() {
         ms(latency.max()),
     );
     println!(
-        "RESULT events={} connections={} events_per_s={intake_rate:.0} cpu_us_per_event={cpu_us_per_event} load_cpu_us_per_event={load_cpu_us_per_event} machine_busy_pct={machine_busy_pct} not_200={failed} watch_changes={} watch_p50_ms={:.2} watch_p99_ms={:.2} watch_max_ms={:.2} watch_missing={missing}",
+        "RESULT events={} connections={} issued_per_s={issued_per_s:.0} events_per_s={intake_rate:.0} cpu_us_per_event={cpu_us_per_event} load_cpu_us_per_event={load_cpu_us_per_event} machine_busy_pct={machine_busy_pct} not_200={failed} watch_changes={} watch_p50_ms={:.2} watch_p99_ms={:.2} watch_max_ms={:.2} watch_missing={missing}",
         bodies.len(),
         args.connections,
         latency.len(),
