@@ -975,6 +975,44 @@ mod postgres_replicas {
         assert_eq!(state_of(&tracker, &processing).await, UploadState::Uploaded);
     }
 
+    /// An operator may turn `synchronous_commit` off for a database or role to speed up other
+    /// clients. The commits that issue an upload and that publish a batch (and so let it be
+    /// answered) must still wait for the flush.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_wait_for_the_flush_whatever_the_database_default() {
+        let db = Postgres::new().await;
+        db.server
+            .psql("ALTER DATABASE postgres SET synchronous_commit = off");
+        assert_eq!(db.server.psql_value("SHOW synchronous_commit"), "off");
+        let tracker = db.open().await;
+        // Each statement that issues or publishes notes the setting its commit will use.
+        db.server.psql(
+            "CREATE TABLE commit_settings (target TEXT, setting TEXT);
+             CREATE FUNCTION note_commit_setting() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 INSERT INTO commit_settings
+                 VALUES (TG_TABLE_NAME, current_setting('synchronous_commit'));
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER note_issue AFTER INSERT ON uploads
+                 FOR EACH STATEMENT EXECUTE FUNCTION note_commit_setting();
+             CREATE TRIGGER note_publish AFTER UPDATE ON feed
+                 FOR EACH STATEMENT EXECUTE FUNCTION note_commit_setting();",
+        );
+        let upload = new_upload("u1", *T0, false);
+        assert_eq!(
+            issue_and_receive(&tracker, &upload, "f1", *T0 + 1).await,
+            Receipt::Applied
+        );
+        assert_eq!(
+            db.server.psql_value(
+                "SELECT string_agg(DISTINCT target || '=' || setting, ','
+                     ORDER BY target || '=' || setting) FROM commit_settings"
+            ),
+            "feed=on,uploads=on"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn replicas_share_dedupe_and_see_each_others_changes() {
         let db = Postgres::new().await;

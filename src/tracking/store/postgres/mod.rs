@@ -51,6 +51,12 @@ const MAX_CONNECTIONS: u32 = 16;
 /// A store that does not answer within this is reported unavailable (HTTP 503) rather than
 /// keeping VOD's request open past its 5 s timeout.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Run on each new pooled connection. Issuing and `publish` commit with the session's
+/// `synchronous_commit`, and an event is answered once `publish` commits, so a database or role
+/// default of `off` would answer events that a crash can still take back. Only `off` is raised:
+/// `local`, `remote_write` and `remote_apply` all wait for the local flush already.
+const FLUSHED_COMMITS: &str = "SELECT set_config('synchronous_commit', 'on', false)
+    WHERE current_setting('synchronous_commit') = 'off'";
 
 pub(crate) struct PostgresStore {
     pool: PgPool,
@@ -68,6 +74,12 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::query(FLUSHED_COMMITS).execute(connection).await?;
+                    Ok(())
+                })
+            })
             .connect_with(options.clone())
             .await?;
         let mut conn = pool.acquire().await?;
