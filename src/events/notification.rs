@@ -135,9 +135,7 @@ pub fn parse(raw: &[u8]) -> Result<Notification, EventParseError> {
 
 /// [`parse`] and [`super::dedupe_key`] of one body, reading the JSON once.
 pub(crate) fn parse_keyed(raw: &[u8]) -> Result<(Notification, String), EventParseError> {
-    let body = object_of(raw)?;
-    let notification = parse_object(&body)?;
-    Ok((notification, super::dedupe::key_of(body)))
+    parse_body(raw).map(ParsedBody::into_keyed)
 }
 
 /// Everything a receiver asks of one callback body, reading the JSON once.

@@ -87,7 +87,8 @@ async fn two_replicas_pull_one_queue_into_one_database_without_loss_or_doubles()
     }
     let mut watch_b = watch(&b, TRACKED).await;
 
-    // Every third confirm fails: those events come back after the window, to either replica.
+    // The next four confirms fail: unless a retry confirms them within the window, those
+    // events come back, to either replica.
     standin.inject("ConfirmEvents", Fault::Error("InternalError"), 4);
     let events: Vec<_> = ids
         .iter()

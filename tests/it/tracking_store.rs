@@ -114,6 +114,22 @@ async fn issue_and_receive(
     .await
 }
 
+/// Receives the upload event of each of `uploads` (file `f<index>`, no procedure) at
+/// `received_at`, all at once, each on a task of its own; every one must be applied.
+async fn receive_all_at_once(tracker: &Tracker, uploads: &[NewUpload], received_at: i64) {
+    let mut tasks = Vec::new();
+    for (i, upload) in uploads.iter().enumerate() {
+        let tracker = tracker.clone();
+        let body = new_file_upload(upload.upload_id.as_str(), &format!("f{i}"), None);
+        tasks.push(tokio::spawn(async move {
+            receive(&tracker, &body, received_at).await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Receipt::Applied);
+    }
+}
+
 async fn receive_via(
     tracker: &Tracker,
     body: &Value,
@@ -489,17 +505,7 @@ mod cases {
         stale.expires_at += 10;
         tracker.record_issued(arrived.clone()).await.unwrap();
         tracker.record_issued(vec![stale.clone()]).await.unwrap();
-        let mut tasks = Vec::new();
-        for (i, upload) in arrived.iter().enumerate() {
-            let tracker = tracker.clone();
-            let body = new_file_upload(upload.upload_id.as_str(), &format!("f{i}"), None);
-            tasks.push(tokio::spawn(async move {
-                receive(&tracker, &body, *T0 + 1).await
-            }));
-        }
-        for task in tasks {
-            assert_eq!(task.await.unwrap(), Receipt::Applied);
-        }
+        receive_all_at_once(&tracker, &arrived, *T0 + 1).await;
         assert_eq!(tracker.expire_due(stale.expires_at + 1).await.unwrap(), 1);
         assert_eq!(state_of(&tracker, &stale).await, UploadState::Expired);
         assert_eq!(state_of(&tracker, &arrived[0]).await, UploadState::Ready);
@@ -711,17 +717,7 @@ mod cases {
         let tracker = b.open().await;
         let uploads: Vec<NewUpload> = (0..200).map(|i| new_upload("u1", *T0 + i, false)).collect();
         tracker.record_issued(uploads.clone()).await.unwrap();
-        let mut tasks = Vec::new();
-        for (i, upload) in uploads.iter().enumerate() {
-            let tracker = tracker.clone();
-            let body = new_file_upload(upload.upload_id.as_str(), &format!("f{i}"), None);
-            tasks.push(tokio::spawn(async move {
-                receive(&tracker, &body, *T0 + 1).await
-            }));
-        }
-        for task in tasks {
-            assert_eq!(task.await.unwrap(), Receipt::Applied);
-        }
+        receive_all_at_once(&tracker, &uploads, *T0 + 1).await;
         for upload in &uploads {
             assert_eq!(state_of(&tracker, upload).await, UploadState::Ready);
         }
